@@ -1,0 +1,332 @@
+//! `junction:connector/http`: the connector's only way out. The host
+//! 1. checks the destination against the connection's allow-list before anything is sent,
+//! 2. attaches the connection's credentials (the connector never holds them),
+//! 3. follows redirects only to allowed destinations, re-checking each hop,
+//! 4. enforces the connect and read timeouts, the response size cap and the request count.
+
+use crate::credentials::Credentials;
+use crate::runtime::bindings::v0_1_0::junction::connector::http::{
+    self as wit, Method, Request, Response,
+};
+use crate::runtime::bindings::v0_1_0::junction::connector::types::ConnectorError;
+use crate::runtime::bindings::{denied, internal, invalid_input, timeout};
+use crate::runtime::connection::PreparedConnection;
+use crate::runtime::limits::{LimitExceeded, Limits};
+use crate::runtime::state::InvocationState;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+use tracing::instrument;
+use url::Url;
+use wasmtime::component::{HasData, Linker};
+
+/// The outbound HTTP client shared by all invocations of a runtime.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// A client with the system's trust roots (or the bundled Mozilla roots when the
+    /// system has none) and `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system trust roots; using the bundled Mozilla roots");
+                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
+            }
+        };
+        let https = builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        Self { client }
+    }
+}
+
+/// What the http capability sees of an invocation.
+#[derive(Debug)]
+pub struct HttpView<'a> {
+    pub client: &'a HttpClient,
+    pub connection: &'a PreparedConnection,
+    pub limits: &'a Limits,
+    /// Requests sent so far in this invocation.
+    pub sent: &'a mut u32,
+    /// Time spent in host calls, excluded from the CPU limit.
+    pub host_time: &'a mut Duration,
+}
+
+struct HasHttp;
+impl HasData for HasHttp {
+    type Data<'a> = HttpView<'a>;
+}
+
+pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, HasHttp>(linker, InvocationState::http_view)
+}
+
+/// Headers a connector may not set: the host manages the connection and the framing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+const DEFAULT_USER_AGENT: &str = concat!("junction/", env!("CARGO_PKG_VERSION"));
+
+/// Checks a destination before anything is sent. `Err` is the refusal the guest receives.
+pub fn check_destination(
+    connection: &PreparedConnection,
+    url: &Url,
+) -> Result<(), ConnectorError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid_input(format!(
+            "only http and https URLs can be requested, not `{}`",
+            url.scheme()
+        )));
+    }
+    if connection.allow_list().allows(url) {
+        Ok(())
+    } else {
+        Err(denied(format!(
+            "{} is not among this connection's allowed hosts",
+            origin(url)
+        )))
+    }
+}
+
+/// `scheme://host:port` of a URL, for messages (never the path or query).
+fn origin(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        (Some(h), None) => format!("{}://{h}", url.scheme()),
+        _ => url.scheme().to_owned(),
+    }
+}
+
+/// The connector's headers, without the reserved ones.
+fn guest_headers(headers: &[(String, String)]) -> Result<HeaderMap, ConnectorError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid_input(format!("`{name}` is not a valid header name")))?;
+        if RESERVED_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            invalid_input(format!("the value of header `{name}` is not a valid header value"))
+        })?;
+        map.append(name, value);
+    }
+    if !map.contains_key(USER_AGENT) {
+        map.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+    }
+    Ok(map)
+}
+
+fn method(m: Method) -> http::Method {
+    match m {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
+        Method::Options => http::Method::OPTIONS,
+    }
+}
+
+/// The full error chain of a client error, for messages. Client errors name the cause
+/// (connection refused, TLS failure), never the request's headers or query.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+type Outcome = wasmtime::Result<Result<Response, ConnectorError>>;
+
+impl HttpView<'_> {
+    async fn send_request(&mut self, request: Request) -> Outcome {
+        let mut url = match Url::parse(&request.url) {
+            Ok(u) => u,
+            Err(e) => {
+                return Ok(Err(invalid_input(format!(
+                    "the request URL is not an absolute URL: {e}"
+                ))));
+            }
+        };
+        let headers = match guest_headers(&request.headers) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut method = method(request.method);
+        let mut body = request.body.map(Bytes::from).unwrap_or_default();
+        let credentials: &Credentials = self.connection.credentials();
+        let mut hops = 0u8;
+        loop {
+            if let Err(refusal) = check_destination(self.connection, &url) {
+                return Ok(Err(refusal));
+            }
+            if *self.sent >= self.limits.requests {
+                return Err(LimitExceeded::Requests(self.limits.requests).into());
+            }
+            *self.sent += 1;
+
+            let mut target = url.clone();
+            let mut outbound_headers = headers.clone();
+            if credentials.apply(&mut target, &mut outbound_headers).is_err() {
+                return Ok(Err(internal(
+                    "the connection's credential contains characters that cannot be sent in HTTP; edit the connection",
+                )));
+            }
+            let mut outbound = http::Request::new(Full::new(body.clone()));
+            *outbound.method_mut() = method.clone();
+            *outbound.headers_mut() = outbound_headers;
+            *outbound.uri_mut() = match target.as_str().parse() {
+                Ok(uri) => uri,
+                Err(_) => return Ok(Err(invalid_input("the request URL cannot be sent"))),
+            };
+            drop(target);
+
+            let read_timeout = self.limits.read_timeout;
+            let response =
+                match tokio::time::timeout(read_timeout, self.client.client.request(outbound)).await
+                {
+                    Err(_) => {
+                        return Ok(Err(timeout(format!(
+                            "{} did not answer within {read_timeout:?}",
+                            origin(&url)
+                        ))));
+                    }
+                    Ok(Err(e)) => {
+                        let detail = chain(&e);
+                        return Ok(Err(if detail.contains("timed out") {
+                            timeout(format!("cannot connect to {}: {detail}", origin(&url)))
+                        } else {
+                            internal(format!("cannot reach {}: {detail}", origin(&url)))
+                        }));
+                    }
+                    Ok(Ok(r)) => r,
+                };
+
+            let status = response.status();
+            if status.is_redirection() && status != http::StatusCode::NOT_MODIFIED {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok());
+                if let Some(next) = location {
+                    if hops >= self.limits.redirects {
+                        return Ok(Err(internal(format!(
+                            "more than {} redirects starting at {}",
+                            self.limits.redirects,
+                            origin(&url)
+                        ))));
+                    }
+                    hops += 1;
+                    if status == http::StatusCode::SEE_OTHER
+                        || (matches!(status.as_u16(), 301 | 302) && method == http::Method::POST)
+                    {
+                        method = http::Method::GET;
+                        body = Bytes::new();
+                    }
+                    url = next;
+                    continue;
+                }
+            }
+
+            let cap = self.limits.response_bytes;
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > cap as u64) {
+                return Err(LimitExceeded::ResponseSize(cap).into());
+            }
+            let response_headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let collected = tokio::time::timeout(
+                read_timeout,
+                Limited::new(response.into_body(), cap).collect(),
+            )
+            .await;
+            let bytes = match collected {
+                Err(_) => {
+                    return Ok(Err(timeout(format!(
+                        "the body from {} did not arrive within {read_timeout:?}",
+                        origin(&url)
+                    ))));
+                }
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(LimitExceeded::ResponseSize(cap).into());
+                }
+                Ok(Err(e)) => {
+                    return Ok(Err(internal(format!(
+                        "reading the body from {} failed: {}",
+                        origin(&url),
+                        chain(e.as_ref())
+                    ))));
+                }
+                Ok(Ok(c)) => c.to_bytes(),
+            };
+            return Ok(Ok(Response {
+                status: status.as_u16(),
+                headers: response_headers,
+                body: bytes.to_vec(),
+            }));
+        }
+    }
+}
+
+impl wit::Host for HttpView<'_> {
+    #[instrument(level = "debug", skip_all, fields(method = ?request.method, destination))]
+    async fn send(&mut self, request: Request) -> Outcome {
+        if let Ok(url) = Url::parse(&request.url) {
+            tracing::Span::current().record("destination", origin(&url));
+        }
+        let started = Instant::now();
+        let outcome = self.send_request(request).await;
+        *self.host_time += started.elapsed();
+        if let Ok(Err(e)) = &outcome {
+            tracing::debug!(error = ?e, "request refused or failed");
+        }
+        outcome
+    }
+}

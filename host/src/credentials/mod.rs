@@ -1,0 +1,11 @@
+//! Secrets and the credentials the host attaches to outbound requests.
+//!
+//! A connection's secret fields become [`Secret`]s as soon as they are read; from them the
+//! host derives [`Credentials`] for the connection's auth scheme and applies them to each
+//! allowed outbound request with [`Credentials::apply`]. The connector never holds them.
+
+pub(crate) mod inject;
+mod secret;
+
+pub use inject::{Credentials, InjectError};
+pub use secret::Secret;

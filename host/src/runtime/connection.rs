@@ -1,0 +1,161 @@
+//! A connection as the runtime uses it: the user's values checked against the manifest,
+//! with the credentials and the allow-list derived from them once.
+
+use super::manifest::Manifest;
+use crate::auth::{self, AuthError};
+use crate::capabilities::allowed_hosts::{AllowList, AllowListError, placeholders};
+use crate::credentials::{Credentials, Secret};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// What a user gives for a connection. Every value is held as a [`Secret`] until the
+/// manifest says which fields are not secret, so nothing here prints a value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    /// The auth scheme's id; may be left out when the connector has only one.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Field values by name.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Secret>,
+    /// For OAuth 2.0 schemes: an access token obtained from the provider.
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+}
+
+/// Why a connection does not fit a connector. Never contains a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("unknown auth scheme `{given}`; this connector supports: {known}")]
+    UnknownAuthScheme { given: String, known: String },
+    #[error("this connector supports several auth schemes ({known}); choose one")]
+    AuthSchemeRequired { known: String },
+    #[error("unknown field `{name}`; this connector's fields are: {known}")]
+    UnknownField { name: String, known: String },
+    #[error("field `{name}` does not belong to auth scheme `{scheme}`")]
+    FieldNotForScheme { name: String, scheme: String },
+    #[error("field `{name}` is required")]
+    MissingField { name: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
+}
+
+/// A connection checked against a manifest.
+#[derive(Debug, Clone)]
+pub struct PreparedConnection {
+    scheme: String,
+    plain: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Secret>,
+    credentials: Credentials,
+    allow: AllowList,
+}
+
+fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+impl PreparedConnection {
+    /// Checks `spec` against `manifest`: known scheme, known fields, required fields set.
+    pub fn prepare(manifest: &Manifest, spec: &ConnectionSpec) -> Result<Self, ConnectionError> {
+        let known_schemes = || names(manifest.auth_schemes.iter().map(|s| s.id.as_str()));
+        let scheme = match (&spec.auth, manifest.auth_schemes.as_slice()) {
+            (Some(id), _) => manifest.scheme(id).ok_or_else(|| ConnectionError::UnknownAuthScheme {
+                given: id.clone(),
+                known: known_schemes(),
+            })?,
+            (None, [only]) => only,
+            (None, _) => {
+                return Err(ConnectionError::AuthSchemeRequired {
+                    known: known_schemes(),
+                });
+            }
+        };
+        let mut plain = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
+        for (name, value) in &spec.fields {
+            let field = manifest
+                .field(name)
+                .ok_or_else(|| ConnectionError::UnknownField {
+                    name: name.clone(),
+                    known: names(manifest.fields.iter().map(|f| f.name.as_str())),
+                })?;
+            if !field.applies_to(&scheme.id) {
+                return Err(ConnectionError::FieldNotForScheme {
+                    name: name.clone(),
+                    scheme: scheme.id.clone(),
+                });
+            }
+            if value.is_empty() {
+                continue;
+            }
+            if field.secret {
+                secrets.insert(name.clone(), value.clone());
+            } else {
+                plain.insert(name.clone(), value.expose().to_owned());
+            }
+        }
+        for field in manifest.fields.iter().filter(|f| f.applies_to(&scheme.id)) {
+            if plain.contains_key(&field.name) || secrets.contains_key(&field.name) {
+                continue;
+            }
+            match &field.default_value {
+                Some(default) => {
+                    plain.insert(field.name.clone(), default.clone());
+                }
+                None if field.required => {
+                    return Err(ConnectionError::MissingField {
+                        name: field.name.clone(),
+                    });
+                }
+                None => {}
+            }
+        }
+        let credentials = auth::credentials(
+            &scheme.id,
+            &scheme.kind,
+            |n| plain.get(n).cloned(),
+            |n| secrets.get(n).cloned(),
+            spec.access_token.as_ref(),
+        )?;
+        // A pattern built from an optional field that is not set contributes no host.
+        let patterns = manifest.allowed_hosts.iter().filter(|p| {
+            placeholders(p)
+                .iter()
+                .all(|n| plain.contains_key(*n) || manifest.field(n).is_some_and(|f| f.required))
+        });
+        let allow = AllowList::resolve(patterns.map(String::as_str), |n| plain.get(n).cloned())?;
+        Ok(Self {
+            scheme: scheme.id.clone(),
+            plain,
+            secrets,
+            credentials,
+            allow,
+        })
+    }
+
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+    /// A non-secret field's value (defaults applied).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.plain.get(name).map(String::as_str)
+    }
+    /// A secret field's value.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
+    }
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+    pub fn allow_list(&self) -> &AllowList {
+        &self.allow
+    }
+}

@@ -1,0 +1,57 @@
+//! Shared pieces of the end-to-end tests: the built components, one engine per test
+//! binary, a local HTTP API to call, and a capture of everything logged.
+
+#![allow(clippy::unwrap_used)]
+
+pub mod api;
+pub mod logs;
+
+use junction::runtime::{
+    ConnectionSpec, Connector, EngineOptions, Limits, PreparedConnection, Runtime,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Paths of the components built by the artifacts step.
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
+}
+
+/// The engine shared by every test of a binary.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        logs::install();
+        Runtime::new(EngineOptions::default(), Limits::default()).unwrap()
+    })
+}
+
+/// A runtime on the shared engine with `limits`, and an HTTP client of its own (so pooled
+/// connections do not outlive the test's async runtime).
+pub fn runtime_with(limits: Limits) -> Runtime {
+    runtime().with_limits(limits).unwrap()
+}
+
+/// Loads a component once per test binary.
+pub async fn connector(path: &str) -> Connector {
+    static CACHE: OnceLock<Mutex<HashMap<String, Connector>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap().get(path) {
+        return c.clone();
+    }
+    let loaded = runtime()
+        .load_file(std::path::Path::new(path))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cache
+        .lock()
+        .unwrap()
+        .insert(path.to_owned(), loaded.clone());
+    loaded
+}
+
+/// A connection from `{"auth": …, "fields": {…}}`.
+pub fn connection(connector: &Connector, spec: serde_json::Value) -> Arc<PreparedConnection> {
+    let spec: ConnectionSpec = serde_json::from_value(spec).unwrap();
+    connector.prepare(&spec).unwrap_or_else(|e| panic!("{e}"))
+}

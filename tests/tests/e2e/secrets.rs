@@ -1,0 +1,88 @@
+//! A secret given to a connection never enters guest memory, the logs or an error.
+
+use super::limits;
+use junction_tests::api::Api;
+use junction_tests::components::PROBE;
+use junction_tests::{connection, connector, runtime_with};
+use serde_json::json;
+
+/// The probe's rolling hash, computed natively.
+fn needle(text: &str) -> (usize, u64) {
+    const BASE: u64 = 1_099_511_628_211;
+    let hash = text
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(BASE).wrapping_add(b as u64));
+    (text.len(), hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_given_to_a_connection_never_enters_guest_memory() {
+    let secret = "ghp_S3cr3tNeverInGuestMemory0123456789";
+    let note = "a-note-that-is-not-secret-5e2f";
+    let api = Api::start("t").await;
+    let probe = connector(PROBE).await;
+    let conn = connection(
+        &probe,
+        json!({"auth": "bearer", "fields": {"base_url": api.base_url, "token": secret, "note": note}}),
+    );
+    let input = json!({"path": "/ping", "needles": [needle(secret), needle(note)]}).to_string();
+    let out = runtime_with(limits())
+        .execute(&probe, conn, "scan-memory", &input)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["scanned_bytes"].as_u64().unwrap() >= 1 << 20, "{out}");
+    // The control: the non-secret field the probe read is found, so the scan works.
+    assert!(v["hits"][1].as_u64().unwrap() >= 1, "the scan must find the note: {out}");
+    assert_eq!(v["hits"][0], 0, "the token must not be in guest memory: {out}");
+    // And the host did send it, on the allowed request.
+    assert_eq!(api.seen()[0].headers["authorization"], format!("Bearer {secret}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_or_errors() {
+    let secrets = [
+        "tok-NeverLogged-7c1d0e",
+        "key-NeverLogged-aa93f1",
+        "pw-NeverLogged-51b0c2",
+    ];
+    let api = Api::start("t").await;
+    let elsewhere = Api::start("t").await;
+    let probe = connector(PROBE).await;
+    let runtime = runtime_with(limits());
+    let conns = [
+        json!({"auth": "bearer", "fields": {"base_url": api.base_url, "token": secrets[0]}}),
+        json!({"auth": "query-key", "fields": {"base_url": api.base_url, "api_key": secrets[1], "signing_key": secrets[0]}}),
+        json!({"auth": "basic", "fields": {"base_url": api.base_url, "username": "u", "password": secrets[2]}}),
+    ];
+    let mut outputs = String::new();
+    for spec in conns {
+        let conn = connection(&probe, spec);
+        outputs.push_str(&format!("{conn:?}\n"));
+        for (action, input) in [
+            ("fetch", json!({"url": "/ping"})),
+            ("fetch", json!({"url": "/status/401"})),
+            ("fetch", json!({"url": format!("{}/ping", elsewhere.base_url)})),
+            ("fetch", json!({"url": format!("/redirect?to={}/ping", elsewhere.base_url)})),
+            ("field", json!({"name": "token"})),
+            ("reveal", json!({"name": "password"})),
+            ("hmac", json!({"field": "signing_key", "message": "m"})),
+            ("panic", json!({})),
+        ] {
+            let result = runtime
+                .execute(&probe, conn.clone(), action, &input.to_string())
+                .await;
+            match result {
+                Ok(out) => outputs.push_str(&out),
+                Err(e) => outputs.push_str(&format!("{e}\n{e:?}\n")),
+            }
+        }
+    }
+    let logs = junction_tests::logs::captured();
+    assert!(logs.contains("connector=probe@0.1.0"), "the capture works");
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+        assert!(!outputs.contains(secret), "{secret} leaked into a result or an error");
+    }
+    assert!(elsewhere.seen().is_empty());
+}
