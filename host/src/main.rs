@@ -163,7 +163,12 @@ fn print_summary(m: &Manifest, interface: &str) {
             } => format!(" {authorize_url} mandatory scopes: {mandatory_scopes:?}"),
             _ => String::new(),
         };
-        println!("  {:<16} {} [{}]{detail}", s.id, s.title, s.kind.type_name());
+        println!(
+            "  {:<16} {} [{}]{detail}",
+            s.id,
+            s.title,
+            s.kind.type_name()
+        );
     }
     println!("\nfields:");
     for f in &m.fields {
@@ -210,7 +215,8 @@ fn read_input(input: &str) -> Result<String, Failure> {
             .context("cannot read the input from stdin")?;
         s
     } else if let Some(path) = input.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read the input file {path}"))?
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the input file {path}"))?
     } else {
         input.to_owned()
     };

@@ -38,7 +38,11 @@ fn inspect_prints_the_manifest_summary_and_json() {
 fn inspect_of_a_bad_component_fails_with_the_reason_and_status_2() {
     let out = junction(&["inspect", BAD_MANIFEST]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("the manifest is malformed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the manifest is malformed"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = junction(&["inspect", "/nonexistent.wasm"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read /nonexistent.wasm"));
@@ -51,8 +55,22 @@ async fn invoke_calls_a_real_api_with_the_credentials_given() {
     let base = format!("base_url={}", api.base_url);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_junction"))
-            .args(["invoke", GITHUB, "get-repository", "--input", r#"{"owner":"octocat","repo":"hello-world"}"#])
-            .args(["--auth", "pat", "--field", &base, "--field-env", "token=GH_TOKEN_FOR_TEST", "-vvv"])
+            .args([
+                "invoke",
+                GITHUB,
+                "get-repository",
+                "--input",
+                r#"{"owner":"octocat","repo":"hello-world"}"#,
+            ])
+            .args([
+                "--auth",
+                "pat",
+                "--field",
+                &base,
+                "--field-env",
+                "token=GH_TOKEN_FOR_TEST",
+                "-vvv",
+            ])
             .env("GH_TOKEN_FOR_TEST", token)
             .output()
             .unwrap()
@@ -63,8 +81,14 @@ async fn invoke_calls_a_real_api_with_the_credentials_given() {
     assert!(out.status.success(), "{stderr}");
     let repo: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(repo["full_name"], "octocat/hello-world");
-    assert!(stderr.contains("TRACE") || stderr.contains("DEBUG"), "verbose logs were on");
-    assert!(!stderr.contains(token) && !stdout.contains(token), "the token leaked");
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "verbose logs were on"
+    );
+    assert!(
+        !stderr.contains(token) && !stdout.contains(token),
+        "the token leaked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,40 +99,72 @@ async fn invoke_reports_a_failed_invocation_with_its_code_and_status_1() {
     let file = dir.join("conn.json");
     std::fs::write(
         &file,
-        serde_json::json!({"auth": "pat", "fields": {"base_url": api.base_url, "token": "wrong"}}).to_string(),
+        serde_json::json!({"auth": "pat", "fields": {"base_url": api.base_url, "token": "wrong"}})
+            .to_string(),
     )
     .unwrap();
     let path = file.display().to_string();
-    let out = tokio::task::spawn_blocking(move || junction(&["invoke", GITHUB, "get-authenticated-user", "-c", &path]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        junction(&["invoke", GITHUB, "get-authenticated-user", "-c", &path])
+    })
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("error: [unauthorized] github@0.1.0"), "{stderr}");
+    assert!(
+        stderr.contains("error: [unauthorized] github@0.1.0"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("wrong\""), "{stderr}");
 }
 
 #[test]
 fn invoke_explains_usage_errors_with_status_2() {
     let cases: [(&[&str], &str); 4] = [
-        (&["invoke", PROBE, "echo", "--input", "{nope"], "the input is not valid JSON"),
-        (&["invoke", PROBE, "nope", "--auth", "none"], "has no action `nope`; it has: echo"),
-        (&["invoke", PROBE, "echo", "--auth", "bearer"], "field `token` is required"),
-        (&["invoke", PROBE, "echo", "--field", "novalue"], "`novalue` is not NAME=VALUE"),
+        (
+            &["invoke", PROBE, "echo", "--input", "{nope"],
+            "the input is not valid JSON",
+        ),
+        (
+            &["invoke", PROBE, "nope", "--auth", "none"],
+            "has no action `nope`; it has: echo",
+        ),
+        (
+            &["invoke", PROBE, "echo", "--auth", "bearer"],
+            "field `token` is required",
+        ),
+        (
+            &["invoke", PROBE, "echo", "--field", "novalue"],
+            "`novalue` is not NAME=VALUE",
+        ),
     ];
     for (args, expected) in cases {
         let out = junction(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains(expected), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn a_limit_hit_is_reported_with_the_connector_and_the_limit() {
-    let out = junction(&["invoke", PROBE, "spin", "--auth", "none", "--cpu-time", "0.2"]);
+    let out = junction(&[
+        "invoke",
+        PROBE,
+        "spin",
+        "--auth",
+        "none",
+        "--cpu-time",
+        "0.2",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("[limit_cpu_time] probe@0.1.0 was stopped: it exceeded the CPU time limit of 200ms"),
+        text(&out.stderr).contains(
+            "[limit_cpu_time] probe@0.1.0 was stopped: it exceeded the CPU time limit of 200ms"
+        ),
         "{}",
         text(&out.stderr)
     );
@@ -118,7 +174,14 @@ fn a_limit_hit_is_reported_with_the_connector_and_the_limit() {
 fn help_documents_the_commands_and_the_connection_flags() {
     let out = junction(&["invoke", "--help"]);
     let help = text(&out.stdout);
-    for flag in ["--connection", "--field-env", "--auth", "--timeout", "--memory-mib", "Exit status"] {
+    for flag in [
+        "--connection",
+        "--field-env",
+        "--auth",
+        "--timeout",
+        "--memory-mib",
+        "Exit status",
+    ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
@@ -147,7 +210,15 @@ fn new_scaffolds_a_connector_that_builds_and_runs() {
         .unwrap();
     assert!(build.status.success(), "{}", text(&build.stderr));
     let wasm = format!("{WASM_TARGET_DIR}/wasm32-wasip2/release/weather_api.wasm");
-    let out = junction(&["invoke", &wasm, "hello", "--input", r#"{"name":"Ada"}"#, "--field", "api_key=k"]);
+    let out = junction(&[
+        "invoke",
+        &wasm,
+        "hello",
+        "--input",
+        r#"{"name":"Ada"}"#,
+        "--field",
+        "api_key=k",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Hello, Ada!"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,8 +1,8 @@
 //! The connection the invocation runs with. Non-secret fields are readable; secret fields
 //! stay in the host, which signs with them or attaches them to requests.
 
-use crate::Result;
 use crate::__bindings::junction::connector::connection as host;
+use crate::Result;
 
 /// The value of a non-secret field, or `None` when it is not set.
 pub fn field(name: &str) -> Result<Option<String>> {

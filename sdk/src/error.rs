@@ -80,9 +80,7 @@ impl From<Error> for wit::ConnectorError {
                 message,
                 retry_after_seconds,
             }),
-            Error::Upstream { status, body } => {
-                Self::Upstream(wit::UpstreamError { status, body })
-            }
+            Error::Upstream { status, body } => Self::Upstream(wit::UpstreamError { status, body }),
             Error::Timeout(m) => Self::Timeout(m),
             Error::Denied(m) => Self::Denied(m),
             Error::Internal(m) => Self::Internal(m),

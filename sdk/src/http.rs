@@ -201,7 +201,11 @@ pub fn next_link(header: &str) -> Option<String> {
         let url = target.strip_prefix('<')?.strip_suffix('>')?;
         pieces
             .filter_map(|p| p.trim().strip_prefix("rel="))
-            .any(|rel| rel.trim_matches('"').split_whitespace().any(|r| r == "next"))
+            .any(|rel| {
+                rel.trim_matches('"')
+                    .split_whitespace()
+                    .any(|r| r == "next")
+            })
             .then(|| url.to_owned())
     })
 }
@@ -251,9 +255,12 @@ mod tests {
             Err(Error::Forbidden(_))
         ));
         assert_eq!(
-            resp(403, vec![("X-RateLimit-Remaining", "0"), ("Retry-After", "60")])
-                .error_for_status()
-                .err(),
+            resp(
+                403,
+                vec![("X-RateLimit-Remaining", "0"), ("Retry-After", "60")]
+            )
+            .error_for_status()
+            .err(),
             Some(Error::RateLimited {
                 message: "nope".into(),
                 retry_after_seconds: Some(60)

@@ -54,8 +54,8 @@ pub use serde_json::{self, Value, json};
 pub mod prelude {
     pub use crate::{
         Auth, Connector, Deserialize, Error, Field, JsonSchema, KeyLocation, Manifest, Release,
-        Result, Serialize, Trigger, TriggerKind, Value, connection, export_connector, http,
-        json, log,
+        Result, Serialize, Trigger, TriggerKind, Value, connection, export_connector, http, json,
+        log,
     };
 }
 

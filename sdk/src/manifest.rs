@@ -398,8 +398,8 @@ impl Manifest {
             output_schema: schema_of::<O>,
             handler: Box::new(move |input| {
                 let text = if input.trim().is_empty() { "{}" } else { input };
-                let input: I = serde_json::from_str(text)
-                    .map_err(|e| Error::invalid_input(format!("{e}")))?;
+                let input: I =
+                    serde_json::from_str(text).map_err(|e| Error::invalid_input(format!("{e}")))?;
                 let output = handler(input)?;
                 serde_json::to_string(&output)
                     .map_err(|e| Error::internal(format!("cannot encode the output: {e}")))
@@ -413,13 +413,17 @@ impl Manifest {
     }
 
     pub(crate) fn run_action(&self, name: &str, input: &str) -> Result<String> {
-        let action = self.actions.iter().find(|a| a.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
-            Error::invalid_input(format!(
-                "unknown action `{name}`; this connector has: {}",
-                known.join(", ")
-            ))
-        })?;
+        let action = self
+            .actions
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+                Error::invalid_input(format!(
+                    "unknown action `{name}`; this connector has: {}",
+                    known.join(", ")
+                ))
+            })?;
         (action.handler)(input)
     }
 

@@ -74,10 +74,7 @@ fn main() {
             ("minimal", junction_tests::components::MINIMAL),
             ("probe", junction_tests::components::PROBE),
         ] {
-            let connector = runtime
-                .load_file(std::path::Path::new(path))
-                .await
-                .unwrap();
+            let connector = runtime.load_file(std::path::Path::new(path)).await.unwrap();
             let connection = junction_tests::connection(
                 &connector,
                 serde_json::json!({"auth": "none", "fields": {"note": "benchmark"}}),
@@ -105,8 +102,7 @@ fn main() {
             wasm.push((name, samples));
         }
 
-        let fields: BTreeMap<String, String> =
-            [("note".to_owned(), "benchmark".to_owned())].into();
+        let fields: BTreeMap<String, String> = [("note".to_owned(), "benchmark".to_owned())].into();
         assert_eq!(native_note("{}", &fields), expected);
         let mut native = Vec::with_capacity(iterations);
         for i in 0..iterations + iterations / 10 {

@@ -58,7 +58,10 @@ impl Api {
             .route("/user", get(user))
             .route("/user/repos", get(list_repos))
             .route("/repos/{owner}/{repo}", get(get_repo))
-            .route("/repos/{owner}/{repo}/issues", get(list_issues).post(create_issue))
+            .route(
+                "/repos/{owner}/{repo}/issues",
+                get(list_issues).post(create_issue),
+            )
             .route("/repos/{owner}/{repo}/issues/{number}", get(get_issue))
             .route(
                 "/repos/{owner}/{repo}/issues/{number}/comments",
@@ -156,19 +159,35 @@ fn github_error(status: StatusCode, message: &str) -> Response {
 
 /// What GitHub requires of every request: a User-Agent, the token, and (as its docs ask)
 /// the versioned media type.
-async fn github_rules(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+async fn github_rules(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     if !headers.contains_key(header::USER_AGENT) {
-        return github_error(StatusCode::FORBIDDEN, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header");
+        return github_error(
+            StatusCode::FORBIDDEN,
+            "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+        );
     }
     let expected = format!("Bearer {}", state.token);
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(expected.as_str())
+    {
         return github_error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let version = headers.get("x-github-api-version").and_then(|v| v.to_str().ok());
+    let version = headers
+        .get("x-github-api-version")
+        .and_then(|v| v.to_str().ok());
     if accept != Some("application/vnd.github+json") || version != Some("2022-11-28") {
-        return github_error(StatusCode::BAD_REQUEST, "Missing the documented Accept or X-GitHub-Api-Version header");
+        return github_error(
+            StatusCode::BAD_REQUEST,
+            "Missing the documented Accept or X-GitHub-Api-Version header",
+        );
     }
     next.run(request).await
 }
@@ -194,7 +213,7 @@ fn repo(base: &str, n: u64) -> Value {
         "name": format!("repo-{n}"),
         "full_name": format!("octocat/repo-{n}"),
         "owner": account(base, "octocat", 1),
-        "private": n % 3 == 0,
+        "private": n.is_multiple_of(3),
         "description": format!("Repository number {n}"),
         "html_url": format!("{base}/octocat/repo-{n}"),
         "default_branch": "main",
@@ -208,10 +227,26 @@ fn repo(base: &str, n: u64) -> Value {
 }
 
 /// A page of `total` items with GitHub's `Link` header.
-fn paged(base: &str, path: &str, q: &HashMap<String, String>, total: u64, item: impl Fn(u64) -> Value) -> Response {
-    let per_page: u64 = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).clamp(1, 100);
-    let page: u64 = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-    let items: Vec<Value> = ((page - 1) * per_page + 1..=(page * per_page).min(total)).map(item).collect();
+fn paged(
+    base: &str,
+    path: &str,
+    q: &HashMap<String, String>,
+    total: u64,
+    item: impl Fn(u64) -> Value,
+) -> Response {
+    let per_page: u64 = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: u64 = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let items: Vec<Value> = ((page - 1) * per_page + 1..=(page * per_page).min(total))
+        .map(item)
+        .collect();
     let last = total.div_ceil(per_page).max(1);
     let link_to = |p: u64, rel: &str| {
         let mut params: Vec<(String, String)> = q
@@ -242,19 +277,31 @@ fn paged(base: &str, path: &str, q: &HashMap<String, String>, total: u64, item: 
     response
 }
 
-async fn list_repos(State(state): State<Arc<ApiState>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list_repos(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let base = state.base_url.clone();
-    paged(&state.base_url, "/user/repos", &q, REPO_COUNT, |n| repo(&base, n))
+    paged(&state.base_url, "/user/repos", &q, REPO_COUNT, |n| {
+        repo(&base, n)
+    })
 }
 
 fn known_repo(owner: &str, repo: &str) -> bool {
     owner == "octocat" && (repo == "hello-world" || repo.starts_with("repo-"))
 }
 
-async fn get_repo(State(state): State<Arc<ApiState>>, Path((owner, name)): Path<(String, String)>) -> Response {
+async fn get_repo(
+    State(state): State<Arc<ApiState>>,
+    Path((owner, name)): Path<(String, String)>,
+) -> Response {
     if name == "rate-limited" {
-        let mut r = github_error(StatusCode::FORBIDDEN, "API rate limit exceeded for user ID 1.");
-        r.headers_mut().insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let mut r = github_error(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded for user ID 1.",
+        );
+        r.headers_mut()
+            .insert("x-ratelimit-remaining", "0".parse().unwrap());
         r.headers_mut().insert("retry-after", "42".parse().unwrap());
         return r;
     }
@@ -285,7 +332,8 @@ fn seed_issues(base: &str) -> Vec<Value> {
                 "updated_at": "2026-10-02T10:00:00Z",
             });
             if n == 2 {
-                issue["pull_request"] = json!({"url": format!("{base}/repos/octocat/hello-world/pulls/2")});
+                issue["pull_request"] =
+                    json!({"url": format!("{base}/repos/octocat/hello-world/pulls/2")});
             }
             issue
         })
@@ -300,7 +348,11 @@ async fn list_issues(
     if !known_repo(&owner, &name) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    let wanted = q.get("state").map(String::as_str).unwrap_or("open").to_owned();
+    let wanted = q
+        .get("state")
+        .map(String::as_str)
+        .unwrap_or("open")
+        .to_owned();
     let issues: Vec<Value> = state
         .issues
         .lock()
@@ -310,7 +362,9 @@ async fn list_issues(
         .cloned()
         .collect();
     let path = format!("/repos/{owner}/{name}/issues");
-    paged(&state.base_url, &path, &q, issues.len() as u64, |n| issues[(n - 1) as usize].clone())
+    paged(&state.base_url, &path, &q, issues.len() as u64, |n| {
+        issues[(n - 1) as usize].clone()
+    })
 }
 
 async fn get_issue(
@@ -333,14 +387,21 @@ async fn create_issue(
     if !known_repo(&owner, &name) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some("application/json") {
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        != Some("application/json")
+    {
         return github_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type");
     }
     let Ok(input) = serde_json::from_str::<Value>(&body) else {
         return github_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
     };
     if input.get("owner").is_some() || input.get("repo").is_some() {
-        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request: owner and repo are not body fields");
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request: owner and repo are not body fields",
+        );
     }
     let title = input["title"].as_str().unwrap_or_default();
     if title.starts_with("!invalid") {

@@ -41,6 +41,8 @@ pub fn install() {
 pub fn captured() -> String {
     CAPTURED
         .get()
-        .map(|c| String::from_utf8_lossy(&c.lock().map(|g| g.clone()).unwrap_or_default()).into_owned())
+        .map(|c| {
+            String::from_utf8_lossy(&c.lock().map(|g| g.clone()).unwrap_or_default()).into_owned()
+        })
         .unwrap_or_default()
 }

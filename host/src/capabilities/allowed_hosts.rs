@@ -113,7 +113,10 @@ fn invalid(pattern: &str, reason: impl Into<String>) -> AllowListError {
 }
 
 impl Entry {
-    fn resolve(pattern: &str, field: &impl Fn(&str) -> Option<String>) -> Result<Self, AllowListError> {
+    fn resolve(
+        pattern: &str,
+        field: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, AllowListError> {
         let names = placeholders(pattern);
         let trimmed = pattern.trim();
         // `{base_url}`: the whole pattern is a URL-valued field.
@@ -148,9 +151,7 @@ impl Entry {
             let value = value.trim().to_ascii_lowercase();
             let labels_ok = !value.is_empty()
                 && value.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 });
             if !labels_ok {
                 return Err(AllowListError::BadFieldValue {
@@ -245,7 +246,11 @@ mod tests {
 
     #[test]
     fn a_url_field_contributes_scheme_host_and_port() {
-        let l = list(&["{base_url}"], &[("base_url", "http://127.0.0.1:8080/api/v3")]).unwrap();
+        let l = list(
+            &["{base_url}"],
+            &[("base_url", "http://127.0.0.1:8080/api/v3")],
+        )
+        .unwrap();
         assert!(allows(&l, "http://127.0.0.1:8080/api/v3/user"));
         assert!(!allows(&l, "https://127.0.0.1:8080/"));
         assert!(!allows(&l, "http://127.0.0.1:8081/"));
@@ -256,7 +261,13 @@ mod tests {
     fn a_subdomain_field_cannot_smuggle_another_host() {
         let ok = list(&["{subdomain}.zendesk.com"], &[("subdomain", "acme")]).unwrap();
         assert!(allows(&ok, "https://acme.zendesk.com/api"));
-        for evil in ["evil.test/x", "evil.test:80", "a@evil.test", "evil.test#", ""] {
+        for evil in [
+            "evil.test/x",
+            "evil.test:80",
+            "a@evil.test",
+            "evil.test#",
+            "",
+        ] {
             assert!(
                 matches!(
                     list(&["{subdomain}.zendesk.com"], &[("subdomain", evil)]),

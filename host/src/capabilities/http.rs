@@ -96,10 +96,7 @@ const RESERVED_HEADERS: &[&str] = &[
 const DEFAULT_USER_AGENT: &str = concat!("junction/", env!("CARGO_PKG_VERSION"));
 
 /// Checks a destination before anything is sent. `Err` is the refusal the guest receives.
-pub fn check_destination(
-    connection: &PreparedConnection,
-    url: &Url,
-) -> Result<(), ConnectorError> {
+pub fn check_destination(connection: &PreparedConnection, url: &Url) -> Result<(), ConnectorError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid_input(format!(
             "only http and https URLs can be requested, not `{}`",
@@ -135,7 +132,9 @@ fn guest_headers(headers: &[(String, String)]) -> Result<HeaderMap, ConnectorErr
             continue;
         }
         let value = HeaderValue::from_str(value).map_err(|_| {
-            invalid_input(format!("the value of header `{name}` is not a valid header value"))
+            invalid_input(format!(
+                "the value of header `{name}` is not a valid header value"
+            ))
         })?;
         map.append(name, value);
     }
@@ -201,7 +200,10 @@ impl HttpView<'_> {
 
             let mut target = url.clone();
             let mut outbound_headers = headers.clone();
-            if credentials.apply(&mut target, &mut outbound_headers).is_err() {
+            if credentials
+                .apply(&mut target, &mut outbound_headers)
+                .is_err()
+            {
                 return Ok(Err(internal(
                     "the connection's credential contains characters that cannot be sent in HTTP; edit the connection",
                 )));
@@ -216,25 +218,28 @@ impl HttpView<'_> {
             drop(target);
 
             let read_timeout = self.limits.read_timeout;
-            let response =
-                match tokio::time::timeout(read_timeout, self.client.client.request(outbound)).await
-                {
-                    Err(_) => {
-                        return Ok(Err(timeout(format!(
-                            "{} did not answer within {read_timeout:?}",
-                            origin(&url)
-                        ))));
-                    }
-                    Ok(Err(e)) => {
-                        let detail = chain(&e);
-                        return Ok(Err(if detail.contains("timed out") {
-                            timeout(format!("cannot connect to {}: {detail}", origin(&url)))
-                        } else {
-                            internal(format!("cannot reach {}: {detail}", origin(&url)))
-                        }));
-                    }
-                    Ok(Ok(r)) => r,
-                };
+            let response = match tokio::time::timeout(
+                read_timeout,
+                self.client.client.request(outbound),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Ok(Err(timeout(format!(
+                        "{} did not answer within {read_timeout:?}",
+                        origin(&url)
+                    ))));
+                }
+                Ok(Err(e)) => {
+                    let detail = chain(&e);
+                    return Ok(Err(if detail.contains("timed out") {
+                        timeout(format!("cannot connect to {}: {detail}", origin(&url)))
+                    } else {
+                        internal(format!("cannot reach {}: {detail}", origin(&url)))
+                    }));
+                }
+                Ok(Ok(r)) => r,
+            };
 
             let status = response.status();
             if status.is_redirection() && status != http::StatusCode::NOT_MODIFIED {

@@ -110,7 +110,10 @@ mod tests {
     fn apply(c: &Credentials, url: &str) -> (Url, http::HeaderMap) {
         let mut url = Url::parse(url).unwrap();
         let mut headers = http::HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer chosen-by-guest"));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer chosen-by-guest"),
+        );
         c.apply(&mut url, &mut headers).unwrap();
         (url, headers)
     }

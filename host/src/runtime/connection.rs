@@ -67,10 +67,14 @@ impl PreparedConnection {
     pub fn prepare(manifest: &Manifest, spec: &ConnectionSpec) -> Result<Self, ConnectionError> {
         let known_schemes = || names(manifest.auth_schemes.iter().map(|s| s.id.as_str()));
         let scheme = match (&spec.auth, manifest.auth_schemes.as_slice()) {
-            (Some(id), _) => manifest.scheme(id).ok_or_else(|| ConnectionError::UnknownAuthScheme {
-                given: id.clone(),
-                known: known_schemes(),
-            })?,
+            (Some(id), _) => {
+                manifest
+                    .scheme(id)
+                    .ok_or_else(|| ConnectionError::UnknownAuthScheme {
+                        given: id.clone(),
+                        known: known_schemes(),
+                    })?
+            }
             (None, [only]) => only,
             (None, _) => {
                 return Err(ConnectionError::AuthSchemeRequired {

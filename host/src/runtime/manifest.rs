@@ -309,7 +309,10 @@ impl Manifest {
                     ));
                 }
                 if name.is_empty() {
-                    p.push(format!("auth scheme `{}`: the key's name is empty", scheme.id));
+                    p.push(format!(
+                        "auth scheme `{}`: the key's name is empty",
+                        scheme.id
+                    ));
                 }
             }
         }
@@ -318,7 +321,10 @@ impl Manifest {
                 p.push(format!("field name `{}` must be snake_case", f.name));
             }
             if f.secret && f.default_value.is_some() {
-                p.push(format!("secret field `{}` cannot have a default value", f.name));
+                p.push(format!(
+                    "secret field `{}` cannot have a default value",
+                    f.name
+                ));
             }
             for s in &f.schemes {
                 if self.scheme(s).is_none() {
@@ -351,7 +357,11 @@ impl Manifest {
             if !bad_ref {
                 // Check the syntax with sample values for the placeholders.
                 let whole = placeholders(pattern).len() == 1 && pattern.trim().starts_with('{');
-                let sample = if whole { "https://example.test" } else { "example" };
+                let sample = if whole {
+                    "https://example.test"
+                } else {
+                    "example"
+                };
                 if let Err(e) = AllowList::resolve([pattern.as_str()], |_| Some(sample.into())) {
                     p.push(e.to_string());
                 }

@@ -167,7 +167,7 @@ enum Call<'a> {
 }
 
 enum Returned {
-    Manifest(v0_1_0::junction::connector::types::ConnectorManifest),
+    Manifest(Box<v0_1_0::junction::connector::types::ConnectorManifest>),
     Execute(String),
     Unit,
 }
@@ -225,10 +225,12 @@ impl Runtime {
 
     /// Loads a component from a file.
     pub async fn load_file(&self, path: &Path) -> Result<Connector, LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         self.load(bytes, &path.display().to_string()).await
     }
 
@@ -258,10 +260,11 @@ impl Runtime {
                 source_name: name.clone(),
                 detail: format!("{e:#}"),
             })?;
-        let pre = v0_1_0::ConnectorPre::new(instance_pre).map_err(|e| LoadError::MissingExport {
-            source_name: name.clone(),
-            detail: format!("{e:#}"),
-        })?;
+        let pre =
+            v0_1_0::ConnectorPre::new(instance_pre).map_err(|e| LoadError::MissingExport {
+                source_name: name.clone(),
+                detail: format!("{e:#}"),
+            })?;
         let provisional = Connector {
             info: Arc::new(ConnectorInfo {
                 id: ConnectorId {
@@ -290,7 +293,7 @@ impl Runtime {
                 });
             }
         };
-        let (manifest, problems) = bindings::manifest_from_v1(raw);
+        let (manifest, problems) = bindings::manifest_from_v1(*raw);
         manifest
             .validate(problems)
             .map_err(|error| LoadError::Manifest {
@@ -400,9 +403,9 @@ impl Runtime {
             let instance = connector.pre.instantiate_async(&mut store).await?;
             let guest = instance.junction_connector_guest();
             wasmtime::Result::Ok(match call {
-                Call::Manifest => Ok(Returned::Manifest(
+                Call::Manifest => Ok(Returned::Manifest(Box::new(
                     guest.call_manifest(&mut store).await?,
-                )),
+                ))),
                 Call::Execute { action, input } => guest
                     .call_execute(&mut store, action, input)
                     .await?
@@ -523,14 +526,26 @@ mod tests {
     #[test]
     fn headers_tell_modules_components_and_other_files_apart() {
         let n = "x.wasm";
-        assert!(matches!(check_header(b"", n), Err(LoadError::Corrupt { .. })));
-        assert!(matches!(check_header(b"\0as", n), Err(LoadError::Corrupt { .. })));
-        assert!(matches!(check_header(b"PK\x03\x04zip", n), Err(LoadError::NotWasm { .. })));
+        assert!(matches!(
+            check_header(b"", n),
+            Err(LoadError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            check_header(b"\0as", n),
+            Err(LoadError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            check_header(b"PK\x03\x04zip", n),
+            Err(LoadError::NotWasm { .. })
+        ));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0", n),
             Err(LoadError::NotAComponent { .. })
         ));
         assert!(check_header(b"\0asm\x0d\0\x01\0", n).is_ok());
-        assert!(matches!(check_header(b"\0asm\x0d", n), Err(LoadError::Corrupt { .. })));
+        assert!(matches!(
+            check_header(b"\0asm\x0d", n),
+            Err(LoadError::Corrupt { .. })
+        ));
     }
 }

@@ -90,7 +90,9 @@ fn request(input: RequestInput) -> Result<ResponseOutput> {
     }
     req = match (input.json, input.text) {
         (Some(_), Some(_)) => {
-            return Err(Error::invalid_input("give either `json` or `text`, not both"));
+            return Err(Error::invalid_input(
+                "give either `json` or `text`, not both",
+            ));
         }
         (Some(json), None) => req.json(&json)?,
         (None, Some(text)) => req.body(text.into_bytes()),
@@ -100,7 +102,8 @@ fn request(input: RequestInput) -> Result<ResponseOutput> {
     if !input.allow_error_status {
         response = response.error_for_status()?;
     }
-    let body = junction_sdk::serde_json::from_slice(&response.body).unwrap_or_else(|_| Value::String(response.text()));
+    let body = junction_sdk::serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| Value::String(response.text()));
     let mut headers = BTreeMap::new();
     for (k, v) in response.headers {
         headers
@@ -172,8 +175,14 @@ mod tests {
 
     #[test]
     fn paths_join_the_base_url_with_one_slash() {
-        assert_eq!(join("https://a.test/v1/", "/items").unwrap(), "https://a.test/v1/items");
-        assert_eq!(join("https://a.test/v1", "items").unwrap(), "https://a.test/v1/items");
+        assert_eq!(
+            join("https://a.test/v1/", "/items").unwrap(),
+            "https://a.test/v1/items"
+        );
+        assert_eq!(
+            join("https://a.test/v1", "items").unwrap(),
+            "https://a.test/v1/items"
+        );
     }
 
     #[test]

@@ -20,7 +20,12 @@ impl GitHub {
         }
     }
 
-    async fn call_with(&self, token: &str, action: &str, input: Value) -> Result<Value, InvokeError> {
+    async fn call_with(
+        &self,
+        token: &str,
+        action: &str,
+        input: Value,
+    ) -> Result<Value, InvokeError> {
         let github = connector(GITHUB).await;
         let conn = connection(
             &github,
@@ -60,7 +65,10 @@ async fn list_repositories_follows_link_pagination_and_continues_from_next() {
     assert_eq!(repos.len(), 10);
     assert_eq!(repos[0]["full_name"], "octocat/repo-1");
     let next = first["next"].as_str().unwrap().to_owned();
-    assert!(next.contains("page=2") && next.contains("sort=updated"), "{next}");
+    assert!(
+        next.contains("page=2") && next.contains("sort=updated"),
+        "{next}"
+    );
 
     // All of them: 23 repositories over pages of 10, found through `Link` headers.
     let mut all = Vec::new();
@@ -80,7 +88,10 @@ async fn list_repositories_follows_link_pagination_and_continues_from_next() {
     assert_eq!(all[22]["name"], "repo-23");
 
     // One call can span pages too.
-    let big = gh.call("list-repositories", json!({"limit": 1000})).await.unwrap();
+    let big = gh
+        .call("list-repositories", json!({"limit": 1000}))
+        .await
+        .unwrap();
     assert_eq!(big["repositories"].as_array().unwrap().len(), 23);
     assert!(big["next"].is_null());
 }
@@ -89,7 +100,10 @@ async fn list_repositories_follows_link_pagination_and_continues_from_next() {
 async fn a_next_link_to_another_host_is_refused() {
     let gh = GitHub::start().await;
     let e = gh
-        .call("list-repositories", json!({"next": "https://evil.test/user/repos?page=2"}))
+        .call(
+            "list-repositories",
+            json!({"next": "https://evil.test/user/repos?page=2"}),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&e), "invalid_input", "{e}");
@@ -99,13 +113,19 @@ async fn a_next_link_to_another_host_is_refused() {
 async fn get_a_repository_and_a_missing_one() {
     let gh = GitHub::start().await;
     let repo = gh
-        .call("get-repository", json!({"owner": "octocat", "repo": "hello-world"}))
+        .call(
+            "get-repository",
+            json!({"owner": "octocat", "repo": "hello-world"}),
+        )
         .await
         .unwrap();
     assert_eq!(repo["full_name"], "octocat/hello-world");
     assert_eq!(repo["default_branch"], "main");
     let e = gh
-        .call("get-repository", json!({"owner": "octocat", "repo": "nope"}))
+        .call(
+            "get-repository",
+            json!({"owner": "octocat", "repo": "nope"}),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&e), "not_found", "{e}");
@@ -115,7 +135,10 @@ async fn get_a_repository_and_a_missing_one() {
 async fn list_issues_marks_pull_requests_and_filters_by_state() {
     let gh = GitHub::start().await;
     let open = gh
-        .call("list-issues", json!({"owner": "octocat", "repo": "hello-world", "limit": 100}))
+        .call(
+            "list-issues",
+            json!({"owner": "octocat", "repo": "hello-world", "limit": 100}),
+        )
         .await
         .unwrap();
     let issues = open["issues"].as_array().unwrap();
@@ -126,7 +149,10 @@ async fn list_issues_marks_pull_requests_and_filters_by_state() {
     assert!(pr.get("pull_request").is_none());
 
     let all = gh
-        .call("list-issues", json!({"owner": "octocat", "repo": "hello-world", "state": "all", "limit": 5}))
+        .call(
+            "list-issues",
+            json!({"owner": "octocat", "repo": "hello-world", "state": "all", "limit": 5}),
+        )
         .await
         .unwrap();
     assert_eq!(all["issues"].as_array().unwrap().len(), 5);
@@ -151,7 +177,10 @@ async fn create_an_issue_then_get_it_and_comment() {
     assert_eq!(post.headers["content-type"], "application/json");
 
     let fetched = gh
-        .call("get-issue", json!({"owner": "octocat", "repo": "hello-world", "number": number}))
+        .call(
+            "get-issue",
+            json!({"owner": "octocat", "repo": "hello-world", "number": number}),
+        )
         .await
         .unwrap();
     assert_eq!(fetched["title"], "Found a bug");
@@ -170,7 +199,10 @@ async fn create_an_issue_then_get_it_and_comment() {
 async fn github_errors_become_typed_errors() {
     let gh = GitHub::start().await;
     let e = gh
-        .call("create-issue", json!({"owner": "octocat", "repo": "hello-world", "title": "!invalid"}))
+        .call(
+            "create-issue",
+            json!({"owner": "octocat", "repo": "hello-world", "title": "!invalid"}),
+        )
         .await
         .unwrap_err();
     match &e {
@@ -181,12 +213,19 @@ async fn github_errors_become_typed_errors() {
         other => panic!("expected invalid input, got {other}"),
     }
     let e = gh
-        .call("get-repository", json!({"owner": "octocat", "repo": "rate-limited"}))
+        .call(
+            "get-repository",
+            json!({"owner": "octocat", "repo": "rate-limited"}),
+        )
         .await
         .unwrap_err();
     match &e {
         InvokeError::Connector {
-            error: ConnectorError::RateLimited { retry_after_seconds, .. },
+            error:
+                ConnectorError::RateLimited {
+                    retry_after_seconds,
+                    ..
+                },
             ..
         } => assert_eq!(*retry_after_seconds, Some(42)),
         other => panic!("expected rate limited, got {other}"),
@@ -202,7 +241,10 @@ async fn github_errors_become_typed_errors() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "invalid_input", "{e}");
-    let e = gh.call("get-issue", json!({"owner": "octocat"})).await.unwrap_err();
+    let e = gh
+        .call("get-issue", json!({"owner": "octocat"}))
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "invalid_input", "{e}");
 }
 
@@ -211,9 +253,15 @@ async fn test_connection_checks_the_token() {
     let gh = GitHub::start().await;
     let github = connector(GITHUB).await;
     let runtime = runtime_with(limits());
-    let good = connection(&github, json!({"auth": "pat", "fields": {"base_url": gh.api.base_url, "token": TOKEN}}));
+    let good = connection(
+        &github,
+        json!({"auth": "pat", "fields": {"base_url": gh.api.base_url, "token": TOKEN}}),
+    );
     runtime.test_connection(&github, good).await.unwrap();
-    let bad = connection(&github, json!({"auth": "pat", "fields": {"base_url": gh.api.base_url, "token": "wrong"}}));
+    let bad = connection(
+        &github,
+        json!({"auth": "pat", "fields": {"base_url": gh.api.base_url, "token": "wrong"}}),
+    );
     let e = runtime.test_connection(&github, bad).await.unwrap_err();
     assert_eq!(code(&e), "unauthorized");
 }

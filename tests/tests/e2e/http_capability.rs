@@ -21,9 +21,21 @@ async fn each_auth_scheme_puts_its_credential_where_it_belongs() {
     let api = Api::start("t").await;
     let base = api.base_url.clone();
     let cases = [
-        (json!({"auth": "bearer", "fields": {"base_url": base, "token": "tok-1"}}), "authorization", "Bearer tok-1"),
-        (json!({"auth": "header-key", "fields": {"base_url": base, "api_key": "key-2"}}), "x-api-key", "key-2"),
-        (json!({"auth": "basic", "fields": {"base_url": base, "username": "ann", "password": "pw-3"}}), "authorization", "Basic YW5uOnB3LTM="),
+        (
+            json!({"auth": "bearer", "fields": {"base_url": base, "token": "tok-1"}}),
+            "authorization",
+            "Bearer tok-1",
+        ),
+        (
+            json!({"auth": "header-key", "fields": {"base_url": base, "api_key": "key-2"}}),
+            "x-api-key",
+            "key-2",
+        ),
+        (
+            json!({"auth": "basic", "fields": {"base_url": base, "username": "ann", "password": "pw-3"}}),
+            "authorization",
+            "Basic YW5uOnB3LTM=",
+        ),
     ];
     for (conn, header, value) in cases {
         fetch(conn, json!({"url": "/ping"})).await.unwrap();
@@ -54,7 +66,12 @@ async fn a_connector_cannot_replace_the_credential_the_host_attaches() {
     assert_eq!(seen.headers.get_all("authorization").iter().count(), 1);
     assert_eq!(seen.headers["authorization"], "Bearer real");
     assert_ne!(seen.headers["host"], "evil.test");
-    assert!(seen.headers["user-agent"].to_str().unwrap().starts_with("junction/"));
+    assert!(
+        seen.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("junction/")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,10 +86,19 @@ async fn a_redirect_outside_the_allow_list_is_not_followed_and_gets_no_token() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&e, InvokeError::Connector { error: ConnectorError::Denied { .. }, .. }),
+        matches!(
+            &e,
+            InvokeError::Connector {
+                error: ConnectorError::Denied { .. },
+                ..
+            }
+        ),
         "{e}"
     );
-    assert!(elsewhere.seen().is_empty(), "the redirect target got nothing");
+    assert!(
+        elsewhere.seen().is_empty(),
+        "the redirect target got nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,10 +120,16 @@ async fn a_redirect_inside_the_allow_list_is_followed_with_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_is_a_typed_error_naming_the_origin() {
     // Port 9 (discard) is closed on loopback.
-    let e = fetch(json!({"auth": "none", "fields": {"base_url": "http://127.0.0.1:9"}}), json!({"url": "/ping"}))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("cannot reach http://127.0.0.1:9"), "{e}");
+    let e = fetch(
+        json!({"auth": "none", "fields": {"base_url": "http://127.0.0.1:9"}}),
+        json!({"url": "/ping"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot reach http://127.0.0.1:9"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +145,13 @@ async fn secret_fields_are_refused_to_the_connector_unless_revealed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, InvokeError::Connector { error: ConnectorError::Denied { .. }, .. }),
+        matches!(
+            &e,
+            InvokeError::Connector {
+                error: ConnectorError::Denied { .. },
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(!e.to_string().contains("tok-x"));
@@ -137,7 +175,10 @@ async fn secret_fields_are_refused_to_the_connector_unless_revealed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hmac_is_computed_by_the_host_with_the_secret_field() {
     let probe = connector(PROBE).await;
-    let conn = connection(&probe, json!({"auth": "none", "fields": {"signing_key": "key"}}));
+    let conn = connection(
+        &probe,
+        json!({"auth": "none", "fields": {"signing_key": "key"}}),
+    );
     let out = runtime_with(limits())
         .execute(
             &probe,
@@ -166,8 +207,14 @@ async fn a_connection_that_does_not_fit_the_connector_names_the_problem() {
     assert!(prepare(json!({"fields": {}})).contains("supports several auth schemes"));
     assert!(prepare(json!({"auth": "oauth"})).contains("unknown auth scheme `oauth`"));
     assert!(prepare(json!({"auth": "bearer"})).contains("field `token` is required"));
-    assert!(prepare(json!({"auth": "none", "fields": {"colour": "red"}})).contains("unknown field `colour`"));
-    assert!(prepare(json!({"auth": "none", "fields": {"token": "t"}})).contains("does not belong to auth scheme `none`"));
+    assert!(
+        prepare(json!({"auth": "none", "fields": {"colour": "red"}}))
+            .contains("unknown field `colour`")
+    );
+    assert!(
+        prepare(json!({"auth": "none", "fields": {"token": "t"}}))
+            .contains("does not belong to auth scheme `none`")
+    );
     assert!(
         prepare(json!({"auth": "none", "fields": {"base_url": "not a url"}}))
             .contains("must be an absolute http or https URL")

@@ -8,10 +8,17 @@ use junction_tests::{connection, connector, runtime_with};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn probe_call(limits: Limits, fields: serde_json::Value, action: &str, input: &str) -> Result<String, InvokeError> {
+async fn probe_call(
+    limits: Limits,
+    fields: serde_json::Value,
+    action: &str,
+    input: &str,
+) -> Result<String, InvokeError> {
     let probe = connector(PROBE).await;
     let conn = connection(&probe, json!({"auth": "none", "fields": fields}));
-    runtime_with(limits).execute(&probe, conn, action, input).await
+    runtime_with(limits)
+        .execute(&probe, conn, action, input)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +28,9 @@ async fn an_infinite_loop_is_stopped_by_the_cpu_limit() {
         cpu_time: Duration::from_millis(200),
         ..limits()
     };
-    let e = probe_call(limits, json!({}), "spin", "{}").await.unwrap_err();
+    let e = probe_call(limits, json!({}), "spin", "{}")
+        .await
+        .unwrap_err();
     match &e {
         InvokeError::LimitExceeded { connector, limit } => {
             assert_eq!(connector.to_string(), "probe@0.1.0");
@@ -30,7 +39,10 @@ async fn an_infinite_loop_is_stopped_by_the_cpu_limit() {
         other => panic!("expected the CPU limit, got {other}"),
     }
     assert!(e.to_string().contains("probe@0.1.0"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(10), "stopped quickly");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped quickly"
+    );
     host_still_serves().await;
 }
 
@@ -63,9 +75,14 @@ async fn time_spent_in_host_calls_counts_against_the_wall_clock_limit_only() {
         wall_time: Duration::from_secs(10),
         ..limits()
     };
-    let out = probe_call(roomy, json!({"base_url": api.base_url}), "fetch", r#"{"url": "/slow/800"}"#)
-        .await
-        .unwrap();
+    let out = probe_call(
+        roomy,
+        json!({"base_url": api.base_url}),
+        "fetch",
+        r#"{"url": "/slow/800"}"#,
+    )
+    .await
+    .unwrap();
     assert!(out.contains("finally"), "{out}");
 }
 
@@ -76,24 +93,34 @@ async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
         memory_bytes: 32 << 20,
         ..limits()
     };
-    let e = probe_call(limits, json!({}), "allocate", "{}").await.unwrap_err();
+    let e = probe_call(limits, json!({}), "allocate", "{}")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, InvokeError::LimitExceeded { limit: LimitExceeded::Memory(b), .. } if *b == 32 << 20),
         "{e}"
     );
-    assert_eq!(e.to_string(), "probe@0.1.0 was stopped: it exceeded the memory limit of 32 MiB");
+    assert_eq!(
+        e.to_string(),
+        "probe@0.1.0 was stopped: it exceeded the memory limit of 32 MiB"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     host_still_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_fails_only_that_invocation_with_its_message() {
-    let e = probe_call(limits(), json!({}), "panic", "{}").await.unwrap_err();
+    let e = probe_call(limits(), json!({}), "panic", "{}")
+        .await
+        .unwrap_err();
     let InvokeError::Trap { connector, message } = &e else {
         panic!("expected a trap, got {e}");
     };
     assert_eq!(connector.to_string(), "probe@0.1.0");
-    assert!(message.contains("the probe panicked on purpose"), "{message}");
+    assert!(
+        message.contains("the probe panicked on purpose"),
+        "{message}"
+    );
     host_still_serves().await;
 }
 
@@ -102,35 +129,56 @@ async fn a_request_to_a_host_outside_the_allow_list_is_denied_before_anything_is
     let allowed = Api::start("t").await;
     let forbidden = Api::start("t").await;
     let input = json!({"url": format!("{}/ping", forbidden.base_url)}).to_string();
-    let e = probe_call(limits(), json!({"base_url": allowed.base_url}), "fetch", &input)
-        .await
-        .unwrap_err();
+    let e = probe_call(
+        limits(),
+        json!({"base_url": allowed.base_url}),
+        "fetch",
+        &input,
+    )
+    .await
+    .unwrap_err();
     match &e {
         InvokeError::Connector {
             error: ConnectorError::Denied { message },
             ..
-        } => assert!(message.contains("not among this connection's allowed hosts"), "{message}"),
+        } => assert!(
+            message.contains("not among this connection's allowed hosts"),
+            "{message}"
+        ),
         other => panic!("expected a denial, got {other}"),
     }
-    assert!(forbidden.seen().is_empty(), "nothing may reach the forbidden host");
+    assert!(
+        forbidden.seen().is_empty(),
+        "nothing may reach the forbidden host"
+    );
     assert!(allowed.seen().is_empty());
     host_still_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_cannot_read_a_file() {
-    let out = probe_call(limits(), json!({}), "read-file", "{}").await.unwrap();
+    let out = probe_call(limits(), json!({}), "read-file", "{}")
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["succeeded"], false, "{out}");
-    assert!(!out.contains("root:"), "no file content may come back: {out}");
+    assert!(
+        !out.contains("root:"),
+        "no file content may come back: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_sees_no_environment_variable() {
-    let out = probe_call(limits(), json!({}), "read-env", "{}").await.unwrap();
+    let out = probe_call(limits(), json!({}), "read-env", "{}")
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["succeeded"], false, "{out}");
-    assert!(v["detail"].as_str().unwrap().starts_with("0 variables"), "{out}");
+    assert!(
+        v["detail"].as_str().unwrap().starts_with("0 variables"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,10 +191,15 @@ async fn the_guest_cannot_open_a_socket() {
             .is_ok()
     });
     let input = json!({ "address": address }).to_string();
-    let out = probe_call(limits(), json!({}), "open-socket", &input).await.unwrap();
+    let out = probe_call(limits(), json!({}), "open-socket", &input)
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["succeeded"], false, "{out}");
-    assert!(!accepted.await.unwrap(), "no connection may reach the listener");
+    assert!(
+        !accepted.await.unwrap(),
+        "no connection may reach the listener"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,17 +211,30 @@ async fn a_response_larger_than_the_cap_fails_with_the_size_limit() {
     };
     for path in ["/big/200000", "/big-chunked/200000"] {
         let input = json!({ "url": path }).to_string();
-        let e = probe_call(limits.clone(), json!({"base_url": api.base_url}), "fetch", &input)
-            .await
-            .unwrap_err();
+        let e = probe_call(
+            limits.clone(),
+            json!({"base_url": api.base_url}),
+            "fetch",
+            &input,
+        )
+        .await
+        .unwrap_err();
         assert!(
-            matches!(&e, InvokeError::LimitExceeded { limit: LimitExceeded::ResponseSize(65536), .. }),
+            matches!(
+                &e,
+                InvokeError::LimitExceeded {
+                    limit: LimitExceeded::ResponseSize(65536),
+                    ..
+                }
+            ),
             "{path}: {e}"
         );
     }
     // Just under the cap is fine.
     let input = json!({ "url": "/big/65536" }).to_string();
-    let out = probe_call(limits, json!({"base_url": api.base_url}), "fetch", &input).await.unwrap();
+    let out = probe_call(limits, json!({"base_url": api.base_url}), "fetch", &input)
+        .await
+        .unwrap();
     assert!(out.contains("\"body_len\":65536"), "{out}");
     host_still_serves().await;
 }
@@ -192,11 +258,20 @@ async fn outbound_requests_per_invocation_are_capped() {
 async fn guest_output_and_logs_reach_the_host_log_tagged_with_the_connector() {
     let marker = "log-marker-6f1c";
     let input = json!({"lines": 2, "text": marker}).to_string();
-    probe_call(limits(), json!({}), "print", &input).await.unwrap();
+    probe_call(limits(), json!({}), "print", &input)
+        .await
+        .unwrap();
     let logs = junction_tests::logs::captured();
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains(marker)).collect();
-    assert_eq!(lines.len(), 4, "two log lines, one stdout, one stderr: {lines:#?}");
-    assert!(lines.iter().all(|l| l.contains("connector=probe@0.1.0")), "{lines:#?}");
+    assert_eq!(
+        lines.len(),
+        4,
+        "two log lines, one stdout, one stderr: {lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains("connector=probe@0.1.0")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,9 +282,14 @@ async fn a_chatty_guest_is_cut_at_the_log_budget() {
         ..limits()
     };
     let input = json!({"lines": 50, "text": marker}).to_string();
-    probe_call(limits, json!({}), "print", &input).await.unwrap();
+    probe_call(limits, json!({}), "print", &input)
+        .await
+        .unwrap();
     let logs = junction_tests::logs::captured();
-    let kept = logs.lines().filter(|l| l.contains(marker) && !l.contains("stream=")).count();
+    let kept = logs
+        .lines()
+        .filter(|l| l.contains(marker) && !l.contains("stream="))
+        .count();
     assert!((1..50).contains(&kept), "kept {kept} of 50 lines");
 }
 

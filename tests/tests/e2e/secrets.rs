@@ -33,10 +33,19 @@ async fn a_token_given_to_a_connection_never_enters_guest_memory() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["scanned_bytes"].as_u64().unwrap() >= 1 << 20, "{out}");
     // The control: the non-secret field the probe read is found, so the scan works.
-    assert!(v["hits"][1].as_u64().unwrap() >= 1, "the scan must find the note: {out}");
-    assert_eq!(v["hits"][0], 0, "the token must not be in guest memory: {out}");
+    assert!(
+        v["hits"][1].as_u64().unwrap() >= 1,
+        "the scan must find the note: {out}"
+    );
+    assert_eq!(
+        v["hits"][0], 0,
+        "the token must not be in guest memory: {out}"
+    );
     // And the host did send it, on the allowed request.
-    assert_eq!(api.seen()[0].headers["authorization"], format!("Bearer {secret}"));
+    assert_eq!(
+        api.seen()[0].headers["authorization"],
+        format!("Bearer {secret}")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,8 +71,14 @@ async fn secrets_never_appear_in_logs_or_errors() {
         for (action, input) in [
             ("fetch", json!({"url": "/ping"})),
             ("fetch", json!({"url": "/status/401"})),
-            ("fetch", json!({"url": format!("{}/ping", elsewhere.base_url)})),
-            ("fetch", json!({"url": format!("/redirect?to={}/ping", elsewhere.base_url)})),
+            (
+                "fetch",
+                json!({"url": format!("{}/ping", elsewhere.base_url)}),
+            ),
+            (
+                "fetch",
+                json!({"url": format!("/redirect?to={}/ping", elsewhere.base_url)}),
+            ),
             ("field", json!({"name": "token"})),
             ("reveal", json!({"name": "password"})),
             ("hmac", json!({"field": "signing_key", "message": "m"})),
@@ -82,7 +97,10 @@ async fn secrets_never_appear_in_logs_or_errors() {
     assert!(logs.contains("connector=probe@0.1.0"), "the capture works");
     for secret in secrets {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
-        assert!(!outputs.contains(secret), "{secret} leaked into a result or an error");
+        assert!(
+            !outputs.contains(secret),
+            "{secret} leaked into a result or an error"
+        );
     }
     assert!(elsewhere.seen().is_empty());
 }

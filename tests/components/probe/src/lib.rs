@@ -280,26 +280,78 @@ impl Connector for Probe {
             .field(Field::secret("signing_key", "Webhook signing key").optional())
             .field(Field::secret("shown_key", "A secret the probe may read").optional())
             .auth(Auth::bearer("bearer", "Token", "token"))
-            .auth(Auth::api_key("header-key", "Key in header", "api_key", KeyLocation::Header, "X-API-Key"))
-            .auth(Auth::api_key("query-key", "Key in query", "api_key", KeyLocation::Query, "api_key"))
-            .auth(Auth::basic("basic", "User and password", "username", "password"))
+            .auth(Auth::api_key(
+                "header-key",
+                "Key in header",
+                "api_key",
+                KeyLocation::Header,
+                "X-API-Key",
+            ))
+            .auth(Auth::api_key(
+                "query-key",
+                "Key in query",
+                "api_key",
+                KeyLocation::Query,
+                "api_key",
+            ))
+            .auth(Auth::basic(
+                "basic",
+                "User and password",
+                "username",
+                "password",
+            ))
             .auth(Auth::none("none", "No credentials"))
             .allowed_host("{base_url}")
             .reveal_field("shown_key")
             .action("echo", "Echo", "Returns its input.", echo)
-            .action("note", "Note", "Returns the `note` field: one host call.", note)
+            .action(
+                "note",
+                "Note",
+                "Returns the `note` field: one host call.",
+                note,
+            )
             .action("field", "Field", "Returns a field by name.", field)
-            .action("reveal", "Reveal", "Returns a secret field by name.", reveal)
-            .action("fetch", "Fetch", "Sends requests and reports the last response.", fetch)
+            .action(
+                "reveal",
+                "Reveal",
+                "Returns a secret field by name.",
+                reveal,
+            )
+            .action(
+                "fetch",
+                "Fetch",
+                "Sends requests and reports the last response.",
+                fetch,
+            )
             .action("spin", "Spin", "Loops forever.", spin)
             .action("allocate", "Allocate", "Allocates until stopped.", allocate)
             .action("panic", "Panic", "Panics.", panic)
-            .action("read-file", "Read a file", "Tries to read /etc/passwd.", read_file)
-            .action("read-env", "Read the environment", "Tries to read variables.", read_env)
-            .action("open-socket", "Open a socket", "Tries a TCP connection.", open_socket)
+            .action(
+                "read-file",
+                "Read a file",
+                "Tries to read /etc/passwd.",
+                read_file,
+            )
+            .action(
+                "read-env",
+                "Read the environment",
+                "Tries to read variables.",
+                read_env,
+            )
+            .action(
+                "open-socket",
+                "Open a socket",
+                "Tries a TCP connection.",
+                open_socket,
+            )
             .action("print", "Print", "Logs and prints.", print)
             .action("hmac", "HMAC", "Signs with a secret field.", hmac)
-            .action("scan-memory", "Scan memory", "Counts needles in linear memory.", scan_memory)
+            .action(
+                "scan-memory",
+                "Scan memory",
+                "Counts needles in linear memory.",
+                scan_memory,
+            )
     }
 
     fn test_connection() -> Result<()> {
