@@ -23,7 +23,7 @@ setup:
 	rustup target add wasm32-wasip2
 
 connectors: setup
-	$(CARGO) build --release --target wasm32-wasip2 --target-dir target/wasm $(addprefix -p ,$(CONNECTORS))
+	CARGO_PROFILE_RELEASE_LTO=thin $(CARGO) build --release --target wasm32-wasip2 --target-dir target/wasm $(addprefix -p ,$(CONNECTORS))
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -5,7 +5,8 @@
 //! Compared with the same logic called natively: decode the input, one call through a
 //! trait object for the field, encode the output.
 //!
-//! `cargo bench -p junction-tests --bench invoke` (add `-- --iterations N` to change N).
+//! `cargo bench -p junction-tests --bench invoke`; add `-- --iterations N` to change N, and
+//! `--component minimal|probe` to measure one component only.
 
 #![allow(clippy::unwrap_used)]
 
@@ -62,6 +63,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--component")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -74,6 +80,9 @@ fn main() {
             ("minimal", junction_tests::components::MINIMAL),
             ("probe", junction_tests::components::PROBE),
         ] {
+            if only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
             let connector = runtime.load_file(std::path::Path::new(path)).await.unwrap();
             let connection = junction_tests::connection(
                 &connector,

@@ -285,7 +285,12 @@ impl Runtime {
         );
         let raw = match self.call(&provisional, none, Call::Manifest).await {
             Ok(Returned::Manifest(m)) => m,
-            Ok(_) => unreachable_returned(),
+            Ok(_) => {
+                return Err(LoadError::ManifestCall {
+                    source_name: name,
+                    detail: mismatched_return(&provisional.info.id).to_string(),
+                });
+            }
             Err(e) => {
                 return Err(LoadError::ManifestCall {
                     source_name: name,
@@ -352,7 +357,7 @@ impl Runtime {
             .await?
         {
             Returned::Execute(output) => Ok(output),
-            _ => unreachable_returned(),
+            _ => Err(mismatched_return(connector.id())),
         }
     }
 
@@ -362,9 +367,13 @@ impl Runtime {
         connector: &Connector,
         connection: Arc<PreparedConnection>,
     ) -> Result<(), InvokeError> {
-        self.call(connector, connection, Call::TestConnection)
-            .await
-            .map(|_| ())
+        match self
+            .call(connector, connection, Call::TestConnection)
+            .await?
+        {
+            Returned::Unit => Ok(()),
+            _ => Err(mismatched_return(connector.id())),
+        }
     }
 
     /// One invocation: a fresh store and instance, the call, the limits around it.
@@ -465,10 +474,13 @@ fn classify_trap(
     }
 }
 
-#[track_caller]
-fn unreachable_returned() -> ! {
-    // `call` returns the variant matching its `Call`; anything else is a bug in this file.
-    panic!("a guest call returned the result of another call")
+/// `call` returns the variant matching its `Call`; anything else is a bug in this module,
+/// reported as a host error rather than a panic.
+fn mismatched_return(id: &ConnectorId) -> InvokeError {
+    InvokeError::Host {
+        connector: id.clone(),
+        message: "internal error: a guest call returned the result of another call".into(),
+    }
 }
 
 fn empty_manifest() -> Manifest {

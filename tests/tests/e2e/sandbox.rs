@@ -312,3 +312,29 @@ async fn invocations_run_in_parallel_and_one_failure_does_not_affect_the_others(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_is_a_timeout_error_the_connector_sees() {
+    let api = Api::start("t").await;
+    let limits = Limits {
+        read_timeout: Duration::from_millis(300),
+        ..limits()
+    };
+    let started = Instant::now();
+    let e = probe_call(
+        limits,
+        json!({"base_url": api.base_url}),
+        "fetch",
+        r#"{"url": "/slow/3000"}"#,
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        InvokeError::Connector {
+            error: ConnectorError::Timeout { message },
+            ..
+        } => assert!(message.contains("did not answer within 300ms"), "{message}"),
+        other => panic!("expected an upstream timeout, got {other}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
