@@ -14,6 +14,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("wrong-world", "WRONG_WORLD"),
     ("future-interface", "FUTURE_INTERFACE"),
     ("minimal", "MINIMAL"),
+    ("incomplete-guest", "INCOMPLETE_GUEST"),
 ];
 
 fn main() {

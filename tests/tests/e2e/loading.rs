@@ -105,3 +105,18 @@ async fn a_missing_file_is_named() {
     assert!(matches!(e, LoadError::Read { .. }), "{e}");
     assert!(e.to_string().contains("/nonexistent/connector.wasm"));
 }
+
+#[tokio::test]
+async fn a_component_missing_part_of_the_interface_is_told_what_is_missing() {
+    let e = load_file_error(INCOMPLETE_GUEST).await;
+    assert!(matches!(e, LoadError::MissingExport { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("does not implement the connector interface"),
+        "{text}"
+    );
+    assert!(
+        text.contains("execute") || text.contains("manifest"),
+        "{text}"
+    );
+}
