@@ -338,3 +338,23 @@ async fn a_slow_upstream_is_a_timeout_error_the_connector_sees() {
     }
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_guest_yields_so_the_wall_clock_limit_fires_on_time() {
+    let limits = Limits {
+        cpu_time: Duration::from_secs(60),
+        wall_time: Duration::from_millis(300),
+        ..limits()
+    };
+    let started = Instant::now();
+    let e = probe_call(limits, json!({}), "spin", "{}")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "limit_wall_time", "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    host_still_serves().await;
+}
