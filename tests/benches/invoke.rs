@@ -6,7 +6,8 @@
 //! trait object for the field, encode the output.
 //!
 //! `cargo bench -p junction-tests --bench invoke`; add `-- --iterations N` to change N, and
-//! `--component minimal|probe` to measure one component only.
+//! `--component minimal|probe` to measure one component only, and `--max-instances N` for a
+//! smaller instance pool (callgrind cannot reserve the default pool's address space).
 
 #![allow(clippy::unwrap_used)]
 
@@ -63,6 +64,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
+    let max_instances: u32 = args
+        .iter()
+        .position(|a| a == "--max-instances")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(EngineOptions::default().max_instances);
     let only: Option<String> = args
         .iter()
         .position(|a| a == "--component")
@@ -73,7 +80,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
+        let options = EngineOptions {
+            max_instances,
+            ..EngineOptions::default()
+        };
+        let runtime = Runtime::new(options, Limits::default()).unwrap();
         let expected = r#"{"note":"benchmark"}"#;
         let mut wasm = Vec::new();
         for (name, path) in [

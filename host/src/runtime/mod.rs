@@ -181,8 +181,14 @@ impl Runtime {
                 max: options.max_memory_bytes,
             });
         }
-        let engine = wasmtime::Engine::new(&engine_config(&options))
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = wasmtime::Engine::new(&engine_config(&options)).map_err(|e| {
+            RuntimeError::Engine(format!(
+                "{e:#}. The instance pool reserves address space (not memory) for {} instances \
+                 of up to 4 GiB each; lower the instance count, or allow more virtual memory \
+                 (`ulimit -v`, vm.overcommit_memory)",
+                options.max_instances
+            ))
+        })?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
