@@ -63,6 +63,8 @@ async fn secrets_never_appear_in_logs_or_errors() {
         json!({"auth": "bearer", "fields": {"base_url": api.base_url, "token": secrets[0]}}),
         json!({"auth": "query-key", "fields": {"base_url": api.base_url, "api_key": secrets[1], "signing_key": secrets[0]}}),
         json!({"auth": "basic", "fields": {"base_url": api.base_url, "username": "u", "password": secrets[2]}}),
+        // Nothing listens on port 9: the connection error must not carry the query's key.
+        json!({"auth": "query-key", "fields": {"base_url": "http://127.0.0.1:9", "api_key": secrets[1]}}),
     ];
     let mut outputs = String::new();
     for spec in conns {
@@ -95,6 +97,10 @@ async fn secrets_never_appear_in_logs_or_errors() {
     }
     let logs = junction_tests::logs::captured();
     assert!(logs.contains("connector=probe@0.1.0"), "the capture works");
+    assert!(
+        outputs.contains("cannot reach http://127.0.0.1:9"),
+        "the unreachable case ran"
+    );
     for secret in secrets {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(
