@@ -305,6 +305,22 @@ async fn get_repo(
         r.headers_mut().insert("retry-after", "42".parse().unwrap());
         return r;
     }
+    if name == "rate-limited-until-reset" {
+        let reset = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 120;
+        let mut r = github_error(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded for user ID 1.",
+        );
+        r.headers_mut()
+            .insert("x-ratelimit-remaining", "0".parse().unwrap());
+        r.headers_mut()
+            .insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+        return r;
+    }
     if !known_repo(&owner, &name) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     }

@@ -230,6 +230,25 @@ async fn github_errors_become_typed_errors() {
         } => assert_eq!(*retry_after_seconds, Some(42)),
         other => panic!("expected rate limited, got {other}"),
     }
+    // Primary limit: no Retry-After, the wait is counted to X-RateLimit-Reset.
+    let e = gh
+        .call(
+            "get-repository",
+            json!({"owner": "octocat", "repo": "rate-limited-until-reset"}),
+        )
+        .await
+        .unwrap_err();
+    match &e {
+        InvokeError::Connector {
+            error:
+                ConnectorError::RateLimited {
+                    retry_after_seconds: Some(s),
+                    ..
+                },
+            ..
+        } => assert!((110..=120).contains(s), "{s}"),
+        other => panic!("expected rate limited until the reset, got {other}"),
+    }
     let e = gh
         .call_with("ghp_wrong", "get-authenticated-user", json!({}))
         .await
