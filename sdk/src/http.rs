@@ -158,7 +158,8 @@ impl Response {
     }
     /// Keeps a 2xx response; maps any other status to the matching [`Error`]: 401
     /// unauthorized, 403 forbidden (or rate limited when the API says so), 404 not found,
-    /// 429 rate limited with `Retry-After`, anything else upstream.
+    /// 429 rate limited, anything else upstream. The wait of a rate limit is `Retry-After`,
+    /// or the time left until `X-RateLimit-Reset`.
     pub fn error_for_status(self) -> Result<Self> {
         if self.is_success() {
             return Ok(self);
@@ -167,22 +168,38 @@ impl Response {
         let retry_after = self
             .header("retry-after")
             .and_then(|v| v.trim().parse::<u32>().ok());
+        // Many APIs send the reset time on every response: only `Retry-After` or an
+        // exhausted quota makes a 403 a rate limit.
         let exhausted = self.header("x-ratelimit-remaining").map(str::trim) == Some("0");
+        let throttled =
+            self.status == 429 || (self.status == 403 && (exhausted || retry_after.is_some()));
+        let wait = retry_after.or_else(|| self.rate_limit_reset_in());
         Err(match self.status {
             401 => Error::Unauthorized(body),
-            429 => Error::RateLimited {
+            _ if throttled => Error::RateLimited {
                 message: body,
-                retry_after_seconds: retry_after,
-            },
-            403 if exhausted || retry_after.is_some() => Error::RateLimited {
-                message: body,
-                retry_after_seconds: retry_after,
+                retry_after_seconds: wait,
             },
             403 => Error::Forbidden(body),
             404 => Error::NotFound(body),
             status => Error::Upstream { status, body },
         })
     }
+    /// Seconds until `X-RateLimit-Reset`. APIs send either a Unix time (GitHub) or a number
+    /// of seconds; values above 10^9 are read as a Unix time.
+    pub fn rate_limit_reset_in(&self) -> Option<u32> {
+        let reset = self
+            .header("x-ratelimit-reset")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(reset_wait(reset, now))
+    }
+
     /// The URL of the next page from an RFC 8288 `Link` header (`rel="next"`), as used by
     /// GitHub and many other APIs.
     pub fn next_link(&self) -> Option<String> {
@@ -191,6 +208,17 @@ impl Response {
             .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
             .find_map(|(_, v)| next_link(v))
     }
+}
+
+/// Whole seconds to wait for a rate-limit reset given as a Unix time or as a delay, at
+/// least one (a reset in the past means retry now, but not in a tight loop).
+fn reset_wait(reset: u64, now: u64) -> u32 {
+    let wait = if reset > 1_000_000_000 {
+        reset.saturating_sub(now)
+    } else {
+        reset
+    };
+    u32::try_from(wait).unwrap_or(u32::MAX).max(1)
 }
 
 /// Finds the `rel="next"` target in a `Link` header value.
@@ -226,6 +254,13 @@ mod tests {
             None,
             "no next page"
         );
+    }
+
+    #[test]
+    fn a_rate_limit_reset_is_a_unix_time_or_a_delay() {
+        assert_eq!(reset_wait(1_700_000_090, 1_700_000_000), 90);
+        assert_eq!(reset_wait(1_700_000_000, 1_700_000_090), 1);
+        assert_eq!(reset_wait(30, 1_700_000_000), 30);
     }
 
     #[test]
@@ -266,6 +301,27 @@ mod tests {
                 retry_after_seconds: Some(60)
             })
         );
+        assert!(
+            matches!(
+                resp(
+                    403,
+                    vec![
+                        ("X-RateLimit-Remaining", "4999"),
+                        ("X-RateLimit-Reset", "1700000000")
+                    ]
+                )
+                .error_for_status(),
+                Err(Error::Forbidden(_))
+            ),
+            "a reset time alone does not make a 403 a rate limit"
+        );
+        assert!(matches!(
+            resp(429, vec![("X-RateLimit-Reset", "30")]).error_for_status(),
+            Err(Error::RateLimited {
+                retry_after_seconds: Some(30),
+                ..
+            })
+        ));
         assert!(matches!(
             resp(500, vec![]).error_for_status(),
             Err(Error::Upstream { status: 500, .. })

@@ -291,16 +291,14 @@ impl Runtime {
         );
         let raw = match self.call(&provisional, none, Call::Manifest).await {
             Ok(Returned::Manifest(m)) => m,
-            Ok(_) => {
+            other => {
+                let detail = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => mismatched_return(provisional.id()).to_string(),
+                };
                 return Err(LoadError::ManifestCall {
                     source_name: name,
-                    detail: mismatched_return(&provisional.info.id).to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(LoadError::ManifestCall {
-                    source_name: name,
-                    detail: e.to_string(),
+                    detail,
                 });
             }
         };

@@ -55,41 +55,9 @@ fn send(request: Request) -> Result<Response> {
             .unwrap_or_else(|_| response.text());
         return Err(Error::invalid_input(detail));
     }
-    // GitHub's rate limits answer 403 or 429, with `Retry-After` (secondary limits) or with
-    // `X-RateLimit-Remaining: 0` and the reset time (primary limit).
-    let exhausted = response.header("x-ratelimit-remaining").map(str::trim) == Some("0");
-    let retry_after = response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u32>().ok());
-    if matches!(response.status, 403 | 429) && (exhausted || retry_after.is_some()) {
-        return Err(Error::RateLimited {
-            message: response.text().chars().take(512).collect(),
-            retry_after_seconds: retry_after.or_else(|| reset_in(&response)),
-        });
-    }
+    // Rate limits (403 or 429 with `Retry-After` or `X-RateLimit-Remaining: 0` and
+    // `X-RateLimit-Reset`) are mapped by the SDK.
     response.error_for_status()
-}
-
-/// Seconds until `X-RateLimit-Reset` (a Unix time), when GitHub gives no `Retry-After`.
-fn reset_in(response: &Response) -> Option<u32> {
-    let reset = response
-        .header("x-ratelimit-reset")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(seconds_until(reset, now))
-}
-
-/// Whole seconds from `now` until `reset`, at least one (GitHub's reset time has passed
-/// or is this second: retry right away, but not in a tight loop).
-fn seconds_until(reset: u64, now: u64) -> u32 {
-    u32::try_from(reset.saturating_sub(now))
-        .unwrap_or(u32::MAX)
-        .max(1)
 }
 
 /// Follows `Link: rel="next"` from `first` until `limit` items are collected.
@@ -561,12 +529,6 @@ mod tests {
         assert!(segment("").is_err());
         assert_eq!(segment("my repo").unwrap(), "my%20repo");
         assert_eq!(segment("octo-cat.io").unwrap(), "octo-cat.io");
-    }
-
-    #[test]
-    fn the_wait_until_the_rate_limit_resets_is_counted_from_now() {
-        assert_eq!(seconds_until(1_700_000_090, 1_700_000_000), 90);
-        assert_eq!(seconds_until(1_700_000_000, 1_700_000_090), 1);
     }
 
     #[test]
