@@ -7,12 +7,14 @@ CONNECTORS := junction-http junction-github
 
 .PHONY: run test setup connectors lint bench
 
-## run: build the junction binary and the first-party connectors, and show them.
+DATA_DIR ?= junction-data
+
+## run: build the junction binary and the first-party connectors, and run the service on
+## the embedded store in $(DATA_DIR) (created on first start) with those connectors loaded.
 run: connectors
 	$(CARGO) build --release -p junction
-	./target/release/junction --help
-	./target/release/junction inspect $(WASM_DIR)/junction_github.wasm
-	./target/release/junction inspect $(WASM_DIR)/junction_http.wasm
+	./target/release/junction serve --data-dir $(DATA_DIR) \
+		--connectors $(WASM_DIR)/junction_http.wasm:$(WASM_DIR)/junction_github.wasm
 
 ## test: the whole suite, as CI runs it: formatting, lints, unit and end-to-end tests.
 test: setup lint

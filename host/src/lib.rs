@@ -6,10 +6,22 @@
 //! - [`runtime`]: the wasmtime engine, loading components, invocations and their limits;
 //! - [`capabilities`]: the host functions connectors can call;
 //! - [`credentials`]: secrets and how they are attached to requests;
-//! - [`auth`]: auth schemes and the credentials they produce.
+//! - [`auth`]: auth schemes and the credentials they produce;
+//! - [`store`]: persistence (SQLite), with secrets sealed under the master key;
+//! - [`access`]: tenants, principals and folder permissions;
+//! - [`catalog`]: the connectors a service has loaded;
+//! - [`connections`]: checking, testing and invoking connections;
+//! - [`api`]: the HTTP server (`junction serve`);
+//! - [`config`]: the service's configuration.
 
+pub mod access;
+pub mod api;
 pub mod auth;
 pub mod capabilities;
+pub mod catalog;
 pub mod cli;
+pub mod config;
+pub mod connections;
 pub mod credentials;
 pub mod runtime;
+pub mod store;

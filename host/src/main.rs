@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use junction::cli::{Cli, Command, ConnectionArgs, LimitArgs};
+use junction::cli::{Cli, Command, ConnectionArgs, InvokeTarget, LimitArgs, RemoteError};
 use junction::runtime::{
     Connector, EngineOptions, InvokeError, LoadError, Manifest, Runtime, manifest::AuthKind,
 };
@@ -15,8 +15,9 @@ const FAILED: u8 = 1;
 /// Exit status for bad usage, an unloadable component or an unusable connection.
 const UNUSABLE: u8 = 2;
 
-fn init_logging(cli: &Cli) {
+fn init_logging(cli: &Cli, serving: bool) {
     let default = match cli.verbose {
+        0 if serving => "info,sqlx=warn",
         0 => "warn,junction::guest=info",
         1 => "info",
         2 => "debug,cranelift=info,wasmtime=info",
@@ -28,15 +29,28 @@ fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if cli.log_json {
-        builder.json().init();
+        builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli);
+    let mut cli = Cli::parse();
+    let mut serve = None;
+    if let Command::Serve(args) = &cli.command {
+        match args.resolve(cli.log_json) {
+            Ok(config) => {
+                cli.log_json = config.log_json;
+                serve = Some(config);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(UNUSABLE);
+            }
+        }
+    }
+    init_logging(&cli, serve.is_some());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -44,6 +58,18 @@ fn main() -> ExitCode {
             return ExitCode::from(UNUSABLE);
         }
     };
+    if let Some(config) = serve {
+        return runtime.block_on(async {
+            match junction::api::server::serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "the service cannot run");
+                    eprintln!("error: {e}");
+                    ExitCode::from(UNUSABLE)
+                }
+            }
+        });
+    }
     runtime.block_on(run(cli))
 }
 
@@ -71,6 +97,15 @@ impl From<LoadError> for Failure {
     }
 }
 
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        Self {
+            status: e.exit_status(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<InvokeError> for Failure {
     fn from(e: InvokeError) -> Self {
         let status = match e {
@@ -88,12 +123,43 @@ async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Inspect { component, json } => inspect(&component, json).await,
         Command::Invoke {
-            component,
-            action,
+            target,
+            remote,
             input,
+            json,
             connection,
             limits,
-        } => invoke(&component, &action, &input, &connection, &limits).await,
+            server,
+        } => match junction::cli::invoke_target(remote.as_deref(), &target) {
+            Ok(InvokeTarget::Local { component, action }) => {
+                invoke(&component, &action, &input, &connection, &limits).await
+            }
+            Ok(InvokeTarget::Remote { connection, action }) => match read_input(&input) {
+                Ok(input) => {
+                    junction::cli::remote::invoke(&server, &connection, &action, &input, json)
+                        .await
+                        .map_err(Failure::from)
+                }
+                Err(f) => Err(f),
+            },
+            Err(e) => Err(e.into()),
+        },
+        Command::Serve(_) => Ok(()), // run from main, once logging knows the configuration
+        Command::Admin(cmd) => junction::cli::service::admin(cmd)
+            .await
+            .map_err(|e| Failure {
+                status: UNUSABLE,
+                message: e.to_string(),
+            }),
+        Command::Keys(cmd) => junction::cli::service::keys(cmd)
+            .await
+            .map_err(|e| Failure {
+                status: UNUSABLE,
+                message: e.to_string(),
+            }),
+        Command::Connection(cmd) => junction::cli::remote::connection(cmd)
+            .await
+            .map_err(Failure::from),
         Command::Test {
             component,
             connection,

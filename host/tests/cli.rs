@@ -105,7 +105,13 @@ async fn invoke_reports_a_failed_invocation_with_its_code_and_status_1() {
     .unwrap();
     let path = file.display().to_string();
     let out = tokio::task::spawn_blocking(move || {
-        junction(&["invoke", GITHUB, "get-authenticated-user", "-c", &path])
+        junction(&[
+            "invoke",
+            GITHUB,
+            "get-authenticated-user",
+            "--connection-file",
+            &path,
+        ])
     })
     .await
     .unwrap();
@@ -175,7 +181,10 @@ fn help_documents_the_commands_and_the_connection_flags() {
     let out = junction(&["invoke", "--help"]);
     let help = text(&out.stdout);
     for flag in [
-        "--connection",
+        "--connection-file",
+        "--connection <ID>",
+        "--server",
+        "JUNCTION_TOKEN",
         "--field-env",
         "--auth",
         "--timeout",

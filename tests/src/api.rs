@@ -75,6 +75,7 @@ impl Api {
             .route("/redirect", get(redirect).post(redirect))
             .route("/slow/{ms}", get(slow))
             .route("/status/{code}", get(status))
+            .route("/echo-credentials", get(echo_credentials))
             .merge(github)
             .layer(middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
@@ -141,9 +142,36 @@ async fn slow(Path(ms): Path<u64>) -> &'static str {
     "finally"
 }
 
-async fn status(Path(code): Path<u16>) -> Response {
+/// A careless API: it answers 401 and repeats the credentials it received, in the body and
+/// in a header.
+async fn echo_credentials(request: axum::extract::Request) -> Response {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        format!("invalid credentials: authorization={authorization} query={query}"),
+    )
+        .into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&authorization) {
+        response.headers_mut().insert("x-echo", v);
+    }
+    response
+}
+
+/// Answers `code`; with `?retry_after=<seconds>`, also a `Retry-After` header (as a rate
+/// limit sends it).
+async fn status(Path(code): Path<u16>, Query(q): Query<HashMap<String, String>>) -> Response {
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (code, format!("status {code}")).into_response()
+    let mut response = (code, format!("status {code}")).into_response();
+    if let Some(value) = q.get("retry_after").and_then(|v| v.parse().ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn github_error(status: StatusCode, message: &str) -> Response {

@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod logs;
+pub mod openapi;
+pub mod service;
 
 use junction::runtime::{
     ConnectionSpec, Connector, EngineOptions, Limits, PreparedConnection, Runtime,

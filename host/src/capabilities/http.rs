@@ -311,10 +311,20 @@ impl HttpView<'_> {
                 }
                 Ok(Ok(c)) => c.to_bytes(),
             };
+            // An upstream that echoes a credential must not hand it to the connector.
+            let scrubber = self.connection.scrubber();
+            let body = match scrubber.scrub(&bytes) {
+                Some(scrubbed) => scrubbed,
+                None => bytes.to_vec(),
+            };
+            let headers = response_headers
+                .into_iter()
+                .map(|(k, v)| (k, scrubber.scrub_str(v)))
+                .collect();
             return Ok(Ok(Response {
                 status: status.as_u16(),
-                headers: response_headers,
-                body: bytes.to_vec(),
+                headers,
+                body,
             }));
         }
     }

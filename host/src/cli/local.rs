@@ -11,8 +11,8 @@ use std::time::Duration;
 pub struct ConnectionArgs {
     /// A connection file (JSON): {"auth": "<scheme>", "fields": {"name": "value"},
     /// "access_token": "<for OAuth schemes>"}. Flags below add to or override it.
-    #[arg(long, short = 'c', value_name = "FILE")]
-    pub connection: Option<PathBuf>,
+    #[arg(long = "connection-file", short = 'c', value_name = "FILE")]
+    pub connection_file: Option<PathBuf>,
     /// The auth scheme to use (see `junction inspect`); needed when there are several.
     #[arg(long, value_name = "SCHEME")]
     pub auth: Option<String>,
@@ -61,7 +61,7 @@ fn env(var: &str) -> Result<Secret, ConnectionArgsError> {
 
 impl ConnectionArgs {
     pub fn spec(&self) -> Result<ConnectionSpec, ConnectionArgsError> {
-        let mut spec = match &self.connection {
+        let mut spec = match &self.connection_file {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|source| ConnectionArgsError::Read {

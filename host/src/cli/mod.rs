@@ -1,9 +1,13 @@
 //! The `junction` command line.
 
+pub mod client;
 mod local;
+pub mod remote;
 mod scaffold;
+pub mod service;
 
 pub use local::{ConnectionArgs, LimitArgs};
+pub use remote::{ConnectionCommand, InvokeTarget, RemoteError, ServerArgs, invoke_target};
 pub use scaffold::{ScaffoldError, default_sdk, scaffold};
 
 use clap::{Parser, Subcommand};
@@ -11,14 +15,15 @@ use std::path::PathBuf;
 
 /// Junction runs integration connectors: sandboxed WebAssembly components that reach the
 /// world only through the host, which owns the credentials and the network.
-///
-/// Typical use while writing a connector:
-///
-///   junction new my-api && cd my-api && cargo build --release
-///   junction inspect target/wasm32-wasip2/release/my_api.wasm
-///   junction invoke target/wasm32-wasip2/release/my_api.wasm hello --input '{"name":"Ada"}'
 #[derive(Debug, Parser)]
-#[command(name = "junction", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "junction",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    after_long_help = TOP_EXAMPLES
+)]
 pub struct Cli {
     /// Log as JSON lines instead of text (logs go to stderr).
     #[arg(long, global = true)]
@@ -41,24 +46,49 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run one action of a component with the credentials given, and print its JSON result.
+    /// Run one action and print its JSON result: of a component file with the credentials
+    /// given, or of a stored connection through the running service (`--connection <ID>`).
     ///
-    /// Credentials come from a connection file or from flags; prefer `--connection` or
-    /// `--field-env` for secrets, as command-line values are visible to other local users.
-    /// Exit status: 0 on success, 1 when the invocation failed, 2 for bad usage, a bad
-    /// component or a connection that does not fit the connector.
+    /// Locally, credentials come from a connection file or from flags; prefer
+    /// `--connection-file` or `--field-env` for secrets, as command-line values are visible to
+    /// other local users. Through the service, the stored connection holds the credentials;
+    /// the service's address and token come from --server/JUNCTION_SERVER and
+    /// --token/JUNCTION_TOKEN. Exit status: 0 on success, 1 when the invocation failed, 2 for
+    /// bad usage, a bad component, a connection that does not fit the connector, or a
+    /// service that cannot be used (unreachable, token refused, unknown connection).
+    #[command(
+        override_usage = "junction invoke [OPTIONS] <COMPONENT> <ACTION>\n       \
+                          junction invoke [OPTIONS] --connection <ID> <ACTION>",
+        after_long_help = remote::INVOKE_EXAMPLES
+    )]
     Invoke {
-        /// The component (`.wasm`).
-        component: PathBuf,
-        /// The action's name, as listed by `junction inspect`.
-        action: String,
+        /// `<COMPONENT> <ACTION>`: the component (`.wasm`) and the action's name, as listed
+        /// by `junction inspect`; with --connection, only `<ACTION>`.
+        #[arg(value_name = "COMPONENT|ACTION", num_args = 1..=2, required = true)]
+        target: Vec<String>,
+        /// Invoke through the running service, with this stored connection (`con_…`).
+        #[arg(
+            long = "connection",
+            value_name = "ID",
+            conflicts_with_all = [
+                "connection_file", "auth", "fields", "field_env", "access_token_env",
+                "timeout", "cpu_time", "memory_mib", "max_requests", "max_response_mib",
+            ]
+        )]
+        remote: Option<String>,
         /// The action's input: JSON text, `@file` to read a file, or `-` for stdin.
         #[arg(long, short, default_value = "{}")]
         input: String,
+        /// With --connection: print the service's whole answer (the invocation record and
+        /// the output) instead of the output alone.
+        #[arg(long, requires = "remote")]
+        json: bool,
         #[command(flatten)]
         connection: ConnectionArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Run a component's connection test with the credentials given.
     Test {
@@ -80,4 +110,44 @@ pub enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Run the service: the HTTP API, the store, the connectors, background health checks.
+    ///
+    /// On first start the data directory is created with a new encryption key
+    /// (<data-dir>/junction.key, owner-only; back it up apart from the database). Then
+    /// create a tenant and its administrator's token with `junction admin create-tenant`.
+    ///
+    /// Logs go to stderr (--log-json for JSON lines; RUST_LOG filters). SIGTERM or Ctrl-C
+    /// stops accepting connections and lets requests in flight finish.
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(crate::config::ServeArgs),
+    /// Offline administration of a data directory: tenants and their first administrator.
+    #[command(subcommand)]
+    Admin(service::AdminCommand),
+    /// The master key encrypting stored secrets: rotate it, or generate one.
+    #[command(subcommand)]
+    Keys(service::KeysCommand),
+    /// Manage the connections of a running service: create, list, show, test, delete.
+    ///
+    /// Talks to `junction serve` at --server (JUNCTION_SERVER, default
+    /// http://127.0.0.1:7480) with the API token in JUNCTION_TOKEN (or --token). Exit status:
+    /// 0 on success, 1 when a connection test finds the connection unhealthy, 2 for bad usage
+    /// or a service that cannot be used (unreachable, token refused, unknown connection).
+    #[command(after_long_help = remote::CONNECTION_EXAMPLES)]
+    Connection(ConnectionCommand),
 }
+
+const SERVE_EXAMPLES: &str = "Examples:
+  junction serve --connectors plugins.d/ --data-dir /var/lib/junction
+  JUNCTION_LISTEN=0.0.0.0:7480 junction serve --config /etc/junction.toml
+  junction admin create-tenant acme --admin ada   # then: export JUNCTION_TOKEN=jt_...";
+
+const TOP_EXAMPLES: &str = "Running the service:
+  junction serve --data-dir junction-data --connectors plugins.d/
+  junction admin create-tenant acme --admin ada --data-dir junction-data
+  export JUNCTION_TOKEN=jt_...
+  junction connection create --connector github --name gh --auth pat --field-env token=GITHUB_TOKEN
+
+Writing a connector:
+  junction new my-api && cd my-api && cargo build --release
+  junction inspect target/wasm32-wasip2/release/my_api.wasm
+  junction invoke target/wasm32-wasip2/release/my_api.wasm hello --input '{\"name\":\"Ada\"}'";

@@ -4,7 +4,9 @@
 //! host derives [`Credentials`] for the connection's auth scheme and applies them to each
 //! allowed outbound request with [`Credentials::apply`]. The connector never holds them.
 
+pub mod at_rest;
 pub(crate) mod inject;
+pub mod scrub;
 mod secret;
 
 pub use inject::{Credentials, InjectError};

@@ -4,7 +4,9 @@
 use super::manifest::Manifest;
 use crate::auth::{self, AuthError};
 use crate::capabilities::allowed_hosts::{AllowList, AllowListError, placeholders};
+use crate::credentials::scrub::Scrubber;
 use crate::credentials::{Credentials, Secret};
+use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -51,6 +53,7 @@ pub struct PreparedConnection {
     secrets: BTreeMap<String, Secret>,
     credentials: Credentials,
     allow: AllowList,
+    scrubber: Scrubber,
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -136,12 +139,22 @@ impl PreparedConnection {
                 .all(|n| plain.contains_key(*n) || manifest.field(n).is_some_and(|f| f.required))
         });
         let allow = AllowList::resolve(patterns.map(String::as_str), |n| plain.get(n).cloned())?;
+        // Every form in which a credential may come back from an upstream API.
+        let mut echoed: Vec<Secret> = secrets.values().cloned().collect();
+        echoed.extend(spec.access_token.iter().cloned());
+        if let Credentials::Basic { username, password } = &credentials {
+            echoed.push(Secret::new(
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose())),
+            ));
+        }
         Ok(Self {
             scheme: scheme.id.clone(),
             plain,
             secrets,
             credentials,
             allow,
+            scrubber: Scrubber::new(echoed),
         })
     }
 
@@ -161,5 +174,9 @@ impl PreparedConnection {
     }
     pub fn allow_list(&self) -> &AllowList {
         &self.allow
+    }
+    /// Removes this connection's secrets from what an upstream API sent back.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 }

@@ -60,6 +60,7 @@ struct Shared {
     engine: wasmtime::Engine,
     linker: Linker<InvocationState>,
     slots: Arc<Semaphore>,
+    max_instances: usize,
     max_memory_bytes: usize,
 }
 
@@ -198,6 +199,7 @@ impl Runtime {
                 engine,
                 linker,
                 slots: Arc::new(Semaphore::new(options.max_instances.max(1) as usize)),
+                max_instances: options.max_instances.max(1) as usize,
                 max_memory_bytes: options.max_memory_bytes,
             }),
             env: Arc::new(Environment {
@@ -227,6 +229,13 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.env.limits
+    }
+
+    /// Connector instances running now (in this engine, across its runtimes).
+    pub fn active_instances(&self) -> usize {
+        self.shared
+            .max_instances
+            .saturating_sub(self.shared.slots.available_permits())
     }
 
     /// Loads a component from a file.

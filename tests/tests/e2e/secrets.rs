@@ -110,3 +110,55 @@ async fn secrets_never_appear_in_logs_or_errors() {
     }
     assert!(elsewhere.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_echoed_by_an_upstream_api_are_scrubbed_before_the_connector_sees_them() {
+    let token = "tok-EchoedBack-4f9a1c";
+    let password = "pw-EchoedBack-0b7e2d";
+    let api = Api::start("t").await;
+    let probe = connector(PROBE).await;
+    let rt = runtime_with(limits());
+    let fetch = json!({"url": "/echo-credentials"}).to_string();
+
+    let bearer = connection(
+        &probe,
+        json!({"auth": "bearer", "fields": {"base_url": api.base_url, "token": token}}),
+    );
+    let out = rt
+        .execute(&probe, bearer.clone(), "fetch", &fetch)
+        .await
+        .unwrap();
+    assert!(
+        !out.contains(token),
+        "the echoed token reached the guest: {out}"
+    );
+    assert!(out.contains("Bearer [redacted]"), "{out}");
+    // The host did send it; only the echo was scrubbed.
+    assert_eq!(
+        api.seen()[0].headers["authorization"],
+        format!("Bearer {token}")
+    );
+    // Nor does it reach guest memory, header included.
+    let scan = json!({"path": "/echo-credentials", "needles": [needle(token)]}).to_string();
+    let out = rt
+        .execute(&probe, bearer, "scan-memory", &scan)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hits"][0], 0, "{out}");
+
+    // Basic credentials come back base64-encoded: that form is scrubbed too.
+    let basic = connection(
+        &probe,
+        json!({"auth": "basic", "fields": {"base_url": api.base_url, "username": "ada", "password": password}}),
+    );
+    let out = rt.execute(&probe, basic, "fetch", &fetch).await.unwrap();
+    let encoded = base64_of(&format!("ada:{password}"));
+    assert!(!out.contains(&encoded) && !out.contains(password), "{out}");
+    assert!(out.contains("Basic [redacted]"), "{out}");
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -1,0 +1,161 @@
+//! The API's errors: one envelope, `{"error": {"code", "message", "details"}}`, with the
+//! HTTP status that fits the code.
+
+use crate::access::Refusal;
+use crate::runtime::{ConnectorError, InvokeError};
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub details: Map<String, Value>,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} `{id}`"),
+        )
+    }
+
+    /// A field of a request body is invalid; `field` names it.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message).detail("field", field)
+    }
+
+    /// A query parameter is invalid.
+    pub fn invalid_parameter(parameter: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            .detail("parameter", parameter)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A failed invocation: the status depends on what failed.
+    pub fn invocation(error: &InvokeError, invocation_id: &str) -> Self {
+        let code = error.code();
+        let (status, connector) = match error {
+            InvokeError::Connector { connector, error } => (
+                match error {
+                    ConnectorError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    ConnectorError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    ConnectorError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                },
+                connector,
+            ),
+            InvokeError::LimitExceeded { connector, limit } => (
+                match limit {
+                    crate::runtime::LimitExceeded::WallTime(_) => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                },
+                connector,
+            ),
+            InvokeError::Trap { connector, .. } | InvokeError::Connection { connector, .. } => {
+                (StatusCode::BAD_GATEWAY, connector)
+            }
+            InvokeError::Host { connector, .. } => (StatusCode::INTERNAL_SERVER_ERROR, connector),
+        };
+        let mut api = Self::new(status, &code, error.to_string())
+            .detail("source", "connector")
+            .detail("connector", connector.to_string())
+            .detail("invocation_id", invocation_id);
+        if let InvokeError::Connector {
+            error:
+                ConnectorError::RateLimited {
+                    retry_after_seconds,
+                    ..
+                },
+            ..
+        } = error
+        {
+            api.retry_after = *retry_after_seconds;
+            if let Some(s) = retry_after_seconds {
+                api = api.detail("retry_after_seconds", *s);
+            }
+        }
+        if let InvokeError::Connector {
+            error: ConnectorError::Upstream { status, .. },
+            ..
+        } = error
+        {
+            api = api.detail("upstream_status", *status);
+        }
+        api
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "forbidden", r.message);
+        if let Some(p) = r.permission {
+            e = e.detail("permission", p);
+        }
+        if let Some(f) = r.folder_id {
+            e = e.detail("folder_id", f);
+        }
+        e
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the service could not read or write its store; see the service log",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "details": Value::Object(self.details),
+            }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,228 @@
+//! Request extractors whose rejections are the API's error envelope: JSON bodies, the
+//! authenticated caller, query strings and pagination.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::access::Caller;
+use crate::store::{PageRequest, decode_cursor};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Malformed JSON, a wrong shape, a missing content type and an oversized body
+/// each get a clear error.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection, state.max_body_bytes)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `content-type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {}", source_message(&e)),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "the body does not have the expected shape: {}",
+                without_found_value(&source_message(&e))
+            ),
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than the {limit} bytes the service accepts"),
+            )
+            .detail("limit_bytes", limit)
+        }
+        other => ApiError::new(other.status(), "malformed_json", other.body_text()),
+    }
+}
+
+/// serde's type errors quote the value they found (`invalid type: string "…", expected a
+/// map`); a body may carry a secret in the wrong place (`"fields": "ghp_…"`), so the value
+/// is left out and only its kind stays (`invalid type: string, expected a map`).
+fn without_found_value(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        let Some(at) = message.find(marker) else {
+            continue;
+        };
+        let found_start = at + marker.len();
+        let rest = &message[found_start..];
+        // The expected part comes from the type, never from the body: search from the end.
+        let Some(found_end) = rest.rfind(", expected") else {
+            continue;
+        };
+        let found = &rest[..found_end];
+        // The value follows its kind after a space, in backticks or double quotes
+        // (`integer `7``, `string "x"`); kinds without a value (`sequence`) stay whole.
+        let kind = match [found.find(" `"), found.find(" \"")]
+            .into_iter()
+            .flatten()
+            .min()
+        {
+            Some(end) => &found[..end],
+            None => found,
+        };
+        return format!("{}{marker}{kind}{}", &message[..at], &rest[found_end..]);
+    }
+    message.to_owned()
+}
+
+/// The innermost message of an error (serde's text with its line and column).
+fn source_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// The query string, with a clear error naming what is wrong.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the query string is invalid: {}", source_message(&e)),
+            )),
+            Err(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                other.body_text(),
+            )),
+        }
+    }
+}
+
+/// `?limit=` and `?cursor=`.
+#[derive(Debug, Deserialize)]
+pub struct Pagination {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+impl Pagination {
+    pub fn request(&self) -> Result<PageRequest, ApiError> {
+        let limit = match &self.limit {
+            None => DEFAULT_PAGE,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "limit",
+                        format!("`limit` must be a whole number from 1 to {MAX_PAGE}"),
+                    )
+                })?,
+        };
+        let after = match &self.cursor {
+            None => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "cursor",
+                    "`cursor` is not a cursor this service returned; pass `next_cursor` from the previous page",
+                )
+            })?),
+        };
+        Ok(PageRequest { after, limit })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthenticated =
+            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                unauthenticated(
+                    "this endpoint needs an API token: send `Authorization: Bearer <token>`",
+                )
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+        let found = state.store.authenticate(token).await?;
+        let (principal, tenant) =
+            found.ok_or_else(|| unauthenticated("the API token is unknown or revoked"))?;
+        tracing::Span::current().record("principal", principal.id.as_str());
+        Ok(Caller { principal, tenant })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_found_value;
+
+    #[test]
+    fn type_errors_name_the_kind_found_but_not_the_value() {
+        let cases = [
+            (
+                "fields: invalid type: string \"ghp_secret, expected\", expected a map at line 1 column 66",
+                "fields: invalid type: string, expected a map at line 1 column 66",
+            ),
+            (
+                "fields.token: invalid type: integer `12345678`, expected a string at line 1 column 72",
+                "fields.token: invalid type: integer, expected a string at line 1 column 72",
+            ),
+            (
+                "limit: invalid value: floating point `1.5`, expected u32 at line 1 column 9",
+                "limit: invalid value: floating point, expected u32 at line 1 column 9",
+            ),
+            (
+                "fields: invalid type: sequence, expected a map at line 1 column 3",
+                "fields: invalid type: sequence, expected a map at line 1 column 3",
+            ),
+            (
+                "missing field `name` at line 1 column 2",
+                "missing field `name` at line 1 column 2",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(without_found_value(given), expected);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The HTTP server: the management API under `/v1`, health and metrics endpoints, and the
+//! OpenAPI document describing them (`/v1/openapi.json`).
+
+mod error;
+mod extract;
+pub mod metrics;
+mod routes;
+pub mod server;
+
+pub use error::{ApiError, ApiResult};
+pub use metrics::Metrics;
+
+use crate::catalog::Catalog;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument as _;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Everything a request handler reaches.
+#[derive(Debug)]
+pub struct Service {
+    pub store: Store,
+    pub runtime: Runtime,
+    pub catalog: Catalog,
+    pub metrics: Metrics,
+    /// Where invocation records are written (group commit).
+    pub invocations: crate::store::InvocationLog,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Set when the shutdown grace period is over: requests still running are answered
+    /// 503 and their work (an invocation included) is dropped.
+    pub cut: tokio::sync::watch::Sender<bool>,
+}
+
+pub type AppState = Arc<Service>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The API's routes.
+pub fn router(service: AppState) -> Router {
+    let max_body_bytes = service.max_body_bytes;
+    use routes::{connections, connectors, folders, invocations, system, tenancy};
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/me", get(tenancy::me))
+        .route(
+            "/v1/tenant",
+            get(tenancy::tenant).patch(tenancy::update_tenant),
+        )
+        .route(
+            "/v1/principals",
+            get(tenancy::principals).post(tenancy::create_principal),
+        )
+        .route("/v1/principals/{id}", get(tenancy::principal))
+        .route("/v1/principals/{id}/tokens", post(tenancy::create_token))
+        .route(
+            "/v1/principals/{id}/tokens/{token_id}",
+            axum::routing::delete(tenancy::revoke_token),
+        )
+        .route("/v1/folders", get(folders::list).post(folders::create))
+        .route("/v1/folders/{id}", get(folders::show))
+        .route("/v1/folders/{id}/grants", get(folders::grants))
+        .route(
+            "/v1/folders/{id}/grants/{principal_id}",
+            put(folders::set_grant).delete(folders::delete_grant),
+        )
+        .route("/v1/connectors", get(connectors::list))
+        .route("/v1/connectors/{name}", get(connectors::show))
+        .route(
+            "/v1/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/v1/connections/{id}",
+            get(connections::show)
+                .patch(connections::update)
+                .delete(connections::delete),
+        )
+        .route("/v1/connections/{id}/test", post(connections::test))
+        .route(
+            "/v1/connections/{id}/invocations",
+            post(connections::invoke),
+        )
+        .route("/v1/invocations", get(invocations::list))
+        .route("/v1/invocations/{id}", get(invocations::show))
+        .fallback(system::no_route)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(service.clone(), observe))
+        .with_state(service)
+}
+
+/// A request id the client may choose: 1 to 128 characters of `[A-Za-z0-9._-]`.
+fn client_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+    .then(|| text.to_owned())
+}
+
+/// Request ids, the access log line and the request metrics.
+async fn observe(State(service): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(client_request_id)
+        .or_else(|| crate::store::new_id("req").ok())
+        .unwrap_or_else(|| "req_unknown".into());
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        principal = tracing::field::Empty,
+    );
+    let mut cut = service.cut.subscribe();
+    let mut response = tokio::select! {
+        response = next.run(request).instrument(span.clone()) => response,
+        _ = cut.wait_for(|cut| *cut) => ApiError::unavailable(
+            "the service stopped before this request finished; retry it",
+        )
+        .into_response(),
+    };
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request served"
+        );
+    });
+    service.metrics.request(&method, &route, status);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,392 @@
+//! Connections: create, read, edit, delete, list, test, and invoke actions through them.
+
+use super::folders::{folder_of_tenant, visible_folders};
+use super::tenancy::check_name;
+use crate::access::Caller;
+use crate::api::extract::{Body, Pagination, Query};
+use crate::api::{ApiError, ApiResult, AppState};
+use crate::connections;
+use crate::credentials::Secret;
+use crate::store::{
+    ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection, Page, Permissions,
+    Timestamp,
+};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Polling intervals a connection may ask for, in seconds.
+const POLL_INTERVAL: std::ops::RangeInclusive<u32> = 60..=86_400;
+
+/// A connection as the API shows it: non-secret values, and only whether each secret is set.
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    id: String,
+    tenant_id: String,
+    folder_id: String,
+    created_by: String,
+    connector: String,
+    connector_version: Option<String>,
+    auth: String,
+    name: String,
+    description: String,
+    fields: BTreeMap<String, String>,
+    secrets: BTreeMap<String, bool>,
+    poll_interval_seconds: Option<u32>,
+    health: Health,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
+    let loaded = service.catalog.get(&record.connector);
+    let mut fields = record.fields.clone();
+    let mut secrets: BTreeMap<String, bool> = record
+        .secrets_set
+        .iter()
+        .map(|n| (n.clone(), true))
+        .collect();
+    if let Some(loaded) = &loaded {
+        for f in loaded
+            .connector
+            .manifest()
+            .fields
+            .iter()
+            .filter(|f| f.applies_to(&record.auth))
+        {
+            if f.secret {
+                secrets.entry(f.name.clone()).or_insert(false);
+            } else if let Some(default) = &f.default_value {
+                fields
+                    .entry(f.name.clone())
+                    .or_insert_with(|| default.clone());
+            }
+        }
+    }
+    ConnectionView {
+        connector_version: loaded.map(|l| l.connector.id().version.clone()),
+        id: record.id,
+        tenant_id: record.tenant_id,
+        folder_id: record.folder_id,
+        created_by: record.created_by,
+        connector: record.connector,
+        auth: record.auth,
+        name: record.name,
+        description: record.description,
+        fields,
+        secrets,
+        poll_interval_seconds: record.poll_interval_seconds,
+        health: record.health,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
+
+/// A connection of the caller's tenant that the caller holds `needed` on.
+async fn authorized(
+    service: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Permissions,
+) -> ApiResult<ConnectionRecord> {
+    let record = service
+        .store
+        .connection(&caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", id))?;
+    let (folder, granted) = folder_of_tenant(service, caller, &record.folder_id).await?;
+    caller.require(&folder, granted, needed)?;
+    Ok(record)
+}
+
+fn check_poll_interval(value: Option<u32>) -> ApiResult<()> {
+    match value {
+        Some(v) if !POLL_INTERVAL.contains(&v) => Err(ApiError::invalid_field(
+            "poll_interval_seconds",
+            format!(
+                "`poll_interval_seconds` must be from {} to {} seconds",
+                POLL_INTERVAL.start(),
+                POLL_INTERVAL.end()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    folder_id: Option<String>,
+    connector: Option<String>,
+    auth: Option<String>,
+    health: Option<String>,
+    #[serde(flatten)]
+    page: Pagination,
+}
+
+pub async fn list(
+    State(service): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Page<ConnectionView>>> {
+    let page = query.page.request()?;
+    let health = match &query.health {
+        None => None,
+        Some(h) => Some(HealthStatus::parse(h).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "health",
+                "`health` must be one of: unknown, healthy, failing, needs_reauthentication",
+            )
+        })?),
+    };
+    let mut folders: Vec<String> = visible_folders(&service, &caller)
+        .await?
+        .into_iter()
+        .map(|(f, _)| f.id)
+        .collect();
+    if let Some(only) = &query.folder_id {
+        if !folders.contains(only) {
+            // Either not a folder of the tenant (404) or one the caller cannot view (403).
+            let (folder, granted) = folder_of_tenant(&service, &caller, only).await?;
+            caller.require(&folder, granted, Permissions::VIEW)?;
+        }
+        folders = vec![only.clone()];
+    }
+    let filter = ConnectionFilter {
+        folders,
+        connector: query.connector,
+        auth: query.auth,
+        health,
+    };
+    let found = service
+        .store
+        .connections(&caller.tenant.id, &filter, &page)
+        .await?;
+    Ok(Json(Page {
+        items: found.items.into_iter().map(|r| view(&service, r)).collect(),
+        next_cursor: found.next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    connector: String,
+    name: String,
+    folder_id: Option<String>,
+    auth: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    fields: BTreeMap<String, Secret>,
+    poll_interval_seconds: Option<u32>,
+}
+
+pub async fn create(
+    State(service): State<AppState>,
+    caller: Caller,
+    Body(request): Body<CreateRequest>,
+) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
+    check_name("name", &request.name)?;
+    check_poll_interval(request.poll_interval_seconds)?;
+    let folder_id = request
+        .folder_id
+        .clone()
+        .unwrap_or_else(|| caller.principal.personal_folder_id.clone());
+    let (folder, granted) = folder_of_tenant(&service, &caller, &folder_id)
+        .await
+        .map_err(|e| e.detail("field", "folder_id"))?;
+    caller.require(&folder, granted, Permissions::CREATE)?;
+    let loaded = service.catalog.get(&request.connector).ok_or_else(|| {
+        let known: Vec<String> = service
+            .catalog
+            .all()
+            .map(|c| c.connector.manifest().name.clone())
+            .collect();
+        ApiError::invalid_field(
+            "connector",
+            format!(
+                "no connector `{}` is loaded; available: {}",
+                request.connector,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let checked = connections::check(
+        loaded.connector.manifest(),
+        request.auth.as_deref(),
+        &request.fields,
+    )?;
+    let id = service
+        .store
+        .create_connection(NewConnection {
+            tenant_id: caller.tenant.id.clone(),
+            folder_id: folder.id.clone(),
+            created_by: caller.principal.id.clone(),
+            connector: request.connector.clone(),
+            auth: checked.auth,
+            name: request.name.trim().to_owned(),
+            description: request.description,
+            fields: checked.fields,
+            secrets: checked.secrets,
+            poll_interval_seconds: request.poll_interval_seconds,
+        })
+        .await?;
+    tracing::info!(connection = %id, connector = %request.connector, folder = %folder.id, "connection created");
+    let record = service
+        .store
+        .connection(&caller.tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    Ok((StatusCode::CREATED, Json(view(&service, record))))
+}
+
+pub async fn show(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectionView>> {
+    let record = authorized(&service, &caller, &id, Permissions::VIEW).await?;
+    Ok(Json(view(&service, record)))
+}
+
+/// `"poll_interval_seconds": null` clears it; leaving it out keeps it.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    name: Option<String>,
+    description: Option<String>,
+    auth: Option<String>,
+    /// A value sets a field; `null` clears it.
+    fields: Option<BTreeMap<String, Option<Secret>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    poll_interval_seconds: Option<Option<u32>>,
+}
+
+pub async fn update(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(request): Body<UpdateRequest>,
+) -> ApiResult<Json<ConnectionView>> {
+    let record = authorized(&service, &caller, &id, Permissions::EDIT).await?;
+    if let Some(name) = &request.name {
+        check_name("name", name)?;
+    }
+    if let Some(poll) = request.poll_interval_seconds {
+        check_poll_interval(poll)?;
+    }
+    let loaded = connections::loaded(&service, &record)?;
+    let credentials_changed = request.fields.is_some() || request.auth.is_some();
+    let mut values: BTreeMap<String, Secret> = record
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), Secret::new(v.as_str())))
+        .collect();
+    let auth = request.auth.clone().unwrap_or_else(|| record.auth.clone());
+    values.extend(service.store.connection_secrets(&record.id).await?);
+    if auth != record.auth {
+        // A new scheme starts from the values it shares with the old one (secret ones
+        // included: `api_key` moving from a header to the query stays the same key): drop
+        // the fields that do not belong to it.
+        let manifest = loaded.connector.manifest();
+        values.retain(|name, _| manifest.field(name).is_some_and(|f| f.applies_to(&auth)));
+    }
+    for (name, value) in request.fields.unwrap_or_default() {
+        match value {
+            Some(v) => {
+                values.insert(name, v);
+            }
+            None => {
+                values.remove(&name);
+            }
+        }
+    }
+    let checked = connections::check(loaded.connector.manifest(), Some(&auth), &values)?;
+    let new = NewConnection {
+        tenant_id: record.tenant_id.clone(),
+        folder_id: record.folder_id.clone(),
+        created_by: record.created_by.clone(),
+        connector: record.connector.clone(),
+        auth: checked.auth,
+        name: request
+            .name
+            .map(|n| n.trim().to_owned())
+            .unwrap_or(record.name),
+        description: request.description.unwrap_or(record.description),
+        fields: checked.fields,
+        secrets: checked.secrets,
+        poll_interval_seconds: request
+            .poll_interval_seconds
+            .unwrap_or(record.poll_interval_seconds),
+    };
+    service
+        .store
+        .update_connection(&id, &new, credentials_changed)
+        .await?;
+    tracing::info!(connection = %id, credentials_changed, "connection edited");
+    let record = service
+        .store
+        .connection(&caller.tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    Ok(Json(view(&service, record)))
+}
+
+pub async fn delete(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    authorized(&service, &caller, &id, Permissions::DELETE).await?;
+    service
+        .store
+        .delete_connection(&caller.tenant.id, &id)
+        .await?;
+    tracing::info!(connection = %id, "connection deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn test(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = authorized(&service, &caller, &id, Permissions::USE).await?;
+    let health = connections::test(&service, &record).await?;
+    Ok(Json(json!({"connection_id": id, "health": health})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeRequest {
+    action: String,
+    #[serde(default = "empty_object")]
+    input: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+pub async fn invoke(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(request): Body<InvokeRequest>,
+) -> ApiResult<Json<Value>> {
+    let record = authorized(&service, &caller, &id, Permissions::USE).await?;
+    let (invocation, output) =
+        connections::invoke(&service, &caller, &record, &request.action, &request.input).await?;
+    Ok(Json(json!({"invocation": invocation, "output": output})))
+}

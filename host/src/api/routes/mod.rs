@@ -1,0 +1,8 @@
+//! Request handlers, one module per resource.
+
+pub mod connections;
+pub mod connectors;
+pub mod folders;
+pub mod invocations;
+pub mod system;
+pub mod tenancy;

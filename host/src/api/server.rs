@@ -1,0 +1,184 @@
+//! `junction serve`: open the store, load the connectors, serve the API until a signal,
+//! then let requests in flight finish and close the store.
+
+use super::{Metrics, Service, router};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::ServeConfig;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{DataDirLock, InvocationLog, Store, StoreError};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How long cut requests and the invocation log get to wind down after the grace period.
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Listens for SIGTERM and Ctrl-C from the moment it is called, and resolves when one
+/// arrives. The handlers are installed at once, not when the future is first polled:
+/// a signal sent right after the `listening` line must stop the service gracefully, not
+/// kill it with the default action.
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    fn listen(kind: SignalKind, name: &str) -> Option<Signal> {
+        signal(kind)
+            .map_err(|e| tracing::error!(error = %e, "cannot listen for {name}"))
+            .ok()
+    }
+    async fn arrival(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    let term = listen(SignalKind::terminate(), "SIGTERM");
+    let interrupt = listen(SignalKind::interrupt(), "Ctrl-C");
+    async move {
+        tokio::select! {
+            () = arrival(term) => {}
+            () = arrival(interrupt) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
+    async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs the service until it is asked to stop.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let _lock = DataDirLock::acquire(&config.store.data_dir)?;
+    let (store, report) = Store::open(&config.store).await?;
+    if let Some(path) = &report.created_key_file {
+        tracing::warn!(
+            key_file = %path.display(),
+            "created a new encryption key for this data directory; back it up apart from the database: without it the stored secrets cannot be read"
+        );
+    }
+    if report.completed_rotation {
+        tracing::warn!("completed a key rotation that had been interrupted");
+    }
+    tracing::info!(database = %store.database_path().display(), key = store.key().id(), "store open");
+
+    let runtime = Runtime::new(config.engine.clone(), config.limits.clone())?;
+    let catalog = Catalog::load(&runtime, &config.connectors, |loaded, path| {
+        let id = loaded.connector.id();
+        tracing::info!(connector = %id, path = %path.display(), "connector loaded");
+    })
+    .await?;
+    if catalog.is_empty() {
+        tracing::warn!(
+            "no connectors loaded; pass component files or directories with --connectors"
+        );
+    }
+    let (invocations, invocation_writer) = InvocationLog::start(store.clone());
+    let service = Arc::new(Service {
+        store: store.clone(),
+        invocations,
+        runtime,
+        catalog,
+        metrics: Metrics::new(),
+        max_body_bytes: config.max_body_bytes,
+        cut: tokio::sync::watch::channel(false).0,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(ServeError::Serve)?;
+    let stop_requested = stop_signal();
+    tracing::info!(address = %address, url = %format!("http://{address}"), "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = config.health_check_interval.map(|interval| {
+        tokio::spawn(crate::connections::health_loop(
+            service.clone(),
+            interval,
+            stop_rx.clone(),
+        ))
+    });
+
+    let mut stop_seen = stop_rx.clone();
+    let server = axum::serve(listener, router(service.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_seen.wait_for(|stop| *stop).await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let outcome = tokio::select! {
+        result = &mut server => Some(result),
+        () = stop_requested => None,
+    };
+    let result = match outcome {
+        Some(result) => result,
+        None => {
+            tracing::info!(
+                grace_seconds = config.shutdown_grace.as_secs(),
+                "stopping: no new connections; requests in flight may finish"
+            );
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        "requests still running after the grace period; cutting them (503)"
+                    );
+                    let _ = service.cut.send(true);
+                    match tokio::time::timeout(CUT_WAIT, &mut server).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            server.abort();
+                            Ok(Ok(()))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    if let Some(health) = health {
+        let _ = health.await;
+    }
+    // The last handle of the invocation log goes with the service; its writer then drains
+    // what is queued and ends.
+    drop(service);
+    if tokio::time::timeout(CUT_WAIT, invocation_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the invocation log did not drain in time");
+    }
+    store.close().await;
+    tracing::info!("stopped; the store is closed");
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Serve(e)),
+        Err(e) => Err(ServeError::Serve(std::io::Error::other(e.to_string()))),
+    }
+}

@@ -1,0 +1,113 @@
+//! The commands that run the service or work on its data directory: `serve`, `admin`,
+//! `keys`.
+
+use crate::config::StoreArgs;
+use crate::credentials::at_rest::MasterKey;
+use crate::store::{DataDirLock, KeySource, Store, StoreError};
+use clap::Subcommand;
+use serde_json::json;
+
+/// Offline administration of a data directory (the service may be running).
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a tenant and its first administrator, and print the administrator's API token
+    /// (shown once; store it in a secret manager).
+    #[command(
+        after_long_help = "Example:\n  junction admin create-tenant acme --admin ada\n  \
+        export JUNCTION_TOKEN=jt_...   # the token printed; then: junction connection list"
+    )]
+    CreateTenant {
+        /// The tenant's name, unique in this service.
+        name: String,
+        /// The first administrator's name.
+        #[arg(long, value_name = "NAME")]
+        admin: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// The master key that encrypts secrets at rest.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored secret under a new key and replace the key file. Stop the
+    /// service first. Safe to interrupt: the next start (or rotation) finishes or discards
+    /// it. Works with a key file; with JUNCTION_KEY, write the key to a file first.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a new random key (base64), for JUNCTION_KEY.
+    Generate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceCommandError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] crate::credentials::at_rest::KeyError),
+    #[error(
+        "`keys rotate` replaces a key file, but the key comes from JUNCTION_KEY; write it to a file (owner-only), unset JUNCTION_KEY and pass --key-file"
+    )]
+    RotateEnvKey,
+    #[error(
+        "there is no store at {database}, so no key to rotate; give the data directory of the service with --data-dir (or JUNCTION_DATA_DIR)"
+    )]
+    NoStore { database: std::path::PathBuf },
+}
+
+pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
+    match command {
+        AdminCommand::CreateTenant { name, admin, store } => {
+            let (config, _) = store.resolve();
+            let (store, report) = Store::open(&config).await?;
+            if let Some(path) = report.created_key_file {
+                eprintln!(
+                    "created the encryption key {}; back it up apart from the database",
+                    path.display()
+                );
+            }
+            let (tenant, principal, token) = store.create_tenant(&name, &admin).await?;
+            store.close().await;
+            let out = json!({"tenant": tenant, "principal": principal, "token": token});
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            Ok(())
+        }
+    }
+}
+
+pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {
+    match command {
+        KeysCommand::Generate => {
+            let (_, encoded) = MasterKey::generate()?;
+            println!("{}", encoded.as_str());
+            Ok(())
+        }
+        KeysCommand::Rotate { store } => {
+            let (config, key_file) = store.resolve();
+            if matches!(config.key, KeySource::Env(_)) {
+                return Err(ServiceCommandError::RotateEnvKey);
+            }
+            // Opening creates a store where there is none: a mistyped directory would get a
+            // new store and key, rotated, and an operator told all went well.
+            if !config.database_path().is_file() {
+                return Err(ServiceCommandError::NoStore {
+                    database: config.database_path(),
+                });
+            }
+            let _lock = DataDirLock::acquire(&config.data_dir)?;
+            let (mut store, _) = Store::open(&config).await?;
+            let report = store.rotate_key(&key_file).await?;
+            store.close().await;
+            println!(
+                "rotated: {} secret values re-encrypted; key {} replaced by {} in {}",
+                report.values,
+                report.old_key_id,
+                report.new_key_id,
+                report.key_file.display()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The service's configuration: defaults, then a TOML file, then environment variables, then
+//! flags (clap merges the last two: a flag wins over its variable).
+
+use crate::credentials::Secret;
+use crate::runtime::{EngineOptions, Limits};
+use crate::store::{KEY_FILE, KeySource, StoreConfig};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
+pub const DEFAULT_DATA_DIR: &str = "junction-data";
+
+/// Settings of `junction serve`. Each can be set in the TOML file (`--config`), by an
+/// environment variable, or by a flag; a flag wins over its variable, and both win over the
+/// file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file. Its keys are the long flag names with `_` for `-`
+    /// (`listen`, `data_dir`, `connectors = ["a.wasm", "dir/"]`, `health_check_interval`,
+    /// and the limits under `[limits]`: `cpu_time`, `timeout`, `memory_mib`,
+    /// `max_requests`, `max_response_mib`). Relative paths are relative to the file.
+    #[arg(long, env = "JUNCTION_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7480]. Port 0 picks a free port (the log
+    /// line `listening` gives it).
+    #[arg(long, env = "JUNCTION_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The data directory: the database and, by default, the key file. Created on first
+    /// start [default: ./junction-data].
+    #[arg(long, env = "JUNCTION_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The key file encrypting secrets at rest [default: <data-dir>/junction.key]. Created,
+    /// owner-only, on first start. Keep a copy apart from the database backups. To pass the
+    /// key itself instead, set JUNCTION_KEY (base64, as `junction keys generate` prints).
+    #[arg(long, env = "JUNCTION_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Connector components to load: `.wasm` files, or directories whose `.wasm` files are
+    /// loaded. Repeat the flag, or separate with `:` in the variable
+    /// [default: <data-dir>/connectors if it exists].
+    #[arg(
+        long = "connectors",
+        env = "JUNCTION_CONNECTORS",
+        value_name = "PATH",
+        value_delimiter = ':'
+    )]
+    pub connectors: Vec<PathBuf>,
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "JUNCTION_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds between background health checks of each connection; 0 turns them off
+    /// [default: 900].
+    #[arg(long, env = "JUNCTION_HEALTH_CHECK_INTERVAL", value_name = "SECONDS")]
+    pub health_check_interval: Option<u64>,
+    /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting
+    /// [default: 75, above the invocation timeout].
+    #[arg(long, env = "JUNCTION_SHUTDOWN_GRACE", value_name = "SECONDS")]
+    pub shutdown_grace: Option<u64>,
+    /// Connector instances that may run at once; more invocations wait [default: 100].
+    #[arg(long, env = "JUNCTION_MAX_INSTANCES", value_name = "N")]
+    pub max_instances: Option<u32>,
+    /// Wall-clock limit of one invocation, in seconds [default: 60].
+    #[arg(long, env = "JUNCTION_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// CPU-time limit of a connector's own code per invocation, in seconds [default: 5].
+    #[arg(long, env = "JUNCTION_CPU_TIME", value_name = "SECONDS")]
+    pub cpu_time: Option<f64>,
+    /// Memory limit of one instance, in MiB [default: 64].
+    #[arg(long, env = "JUNCTION_MEMORY_MIB", value_name = "MIB")]
+    pub memory_mib: Option<usize>,
+    /// Outbound requests per invocation [default: 50].
+    #[arg(long, env = "JUNCTION_MAX_REQUESTS", value_name = "N")]
+    pub max_requests: Option<u32>,
+    /// Largest outbound response body, in MiB [default: 10].
+    #[arg(long, env = "JUNCTION_MAX_RESPONSE_MIB", value_name = "MIB")]
+    pub max_response_mib: Option<usize>,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    connectors: Option<Vec<PathBuf>>,
+    log_json: Option<bool>,
+    max_body_bytes: Option<usize>,
+    health_check_interval: Option<u64>,
+    shutdown_grace: Option<u64>,
+    max_instances: Option<u32>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    timeout: Option<f64>,
+    cpu_time: Option<f64>,
+    memory_mib: Option<usize>,
+    max_requests: Option<u32>,
+    max_response_mib: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+/// The resolved configuration of `junction serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub key_file: PathBuf,
+    pub connectors: Vec<PathBuf>,
+    pub log_json: bool,
+    pub max_body_bytes: usize,
+    pub health_check_interval: Option<Duration>,
+    pub shutdown_grace: Duration,
+    pub engine: EngineOptions,
+    pub limits: Limits,
+}
+
+fn seconds(setting: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            message: format!("{value} is not a number of seconds from 0 to 86400"),
+        })
+    }
+}
+
+impl ServeArgs {
+    /// Resolves the settings; `log_json_flag` is the global `--log-json`.
+    pub fn resolve(&self, log_json_flag: bool) -> Result<ServeConfig, ConfigError> {
+        let (file, base) = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let base = path
+                    .parent()
+                    .map(Path::to_owned)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (file, base)
+            }
+            None => (FileConfig::default(), PathBuf::from(".")),
+        };
+        let from_file = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        let listen = match self.listen.or(file.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid {
+                setting: "listen",
+                message: "the default address does not parse".into(),
+            })?,
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.as_ref().map(from_file))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let key_file = self
+            .key_file
+            .clone()
+            .or_else(|| file.key_file.as_ref().map(from_file))
+            .unwrap_or_else(|| data_dir.join(KEY_FILE));
+        let key = match std::env::var("JUNCTION_KEY") {
+            Ok(text) if !text.trim().is_empty() => KeySource::Env(Secret::new(text)),
+            _ => KeySource::File(key_file.clone()),
+        };
+        let connectors = if !self.connectors.is_empty() {
+            self.connectors.clone()
+        } else if let Some(list) = &file.connectors {
+            list.iter().map(from_file).collect()
+        } else {
+            let default = data_dir.join("connectors");
+            if default.is_dir() {
+                vec![default]
+            } else {
+                Vec::new()
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            wall_time: match self.timeout.or(file.limits.timeout) {
+                Some(s) => seconds("timeout", s)?,
+                None => defaults.wall_time,
+            },
+            cpu_time: match self.cpu_time.or(file.limits.cpu_time) {
+                Some(s) => seconds("cpu_time", s)?,
+                None => defaults.cpu_time,
+            },
+            memory_bytes: self
+                .memory_mib
+                .or(file.limits.memory_mib)
+                .map(|m| m.clamp(1, 4096) << 20)
+                .unwrap_or(defaults.memory_bytes),
+            requests: self
+                .max_requests
+                .or(file.limits.max_requests)
+                .unwrap_or(defaults.requests),
+            response_bytes: self
+                .max_response_mib
+                .or(file.limits.max_response_mib)
+                .map(|m| m.clamp(1, 1024) << 20)
+                .unwrap_or(defaults.response_bytes),
+            ..defaults
+        };
+        let engine = EngineOptions {
+            max_instances: self
+                .max_instances
+                .or(file.max_instances)
+                .unwrap_or(EngineOptions::default().max_instances)
+                .max(1),
+            max_memory_bytes: EngineOptions::default()
+                .max_memory_bytes
+                .max(limits.memory_bytes),
+        };
+        let health = self
+            .health_check_interval
+            .or(file.health_check_interval)
+            .unwrap_or(900);
+        Ok(ServeConfig {
+            listen,
+            store: StoreConfig { data_dir, key },
+            key_file,
+            connectors,
+            log_json: log_json_flag || file.log_json.unwrap_or(false),
+            max_body_bytes: self
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(1 << 20)
+                .max(1024),
+            health_check_interval: (health > 0).then(|| Duration::from_secs(health)),
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace.or(file.shutdown_grace).unwrap_or(75),
+            ),
+            engine,
+            limits,
+        })
+    }
+}
+
+/// Where the store is, for the commands that work on it offline.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The data directory [default: ./junction-data].
+    #[arg(long, env = "JUNCTION_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The key file [default: <data-dir>/junction.key]; JUNCTION_KEY gives the key itself.
+    #[arg(long, env = "JUNCTION_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn resolve(&self) -> (StoreConfig, PathBuf) {
+        let serve = ServeArgs {
+            data_dir: self.data_dir.clone(),
+            key_file: self.key_file.clone(),
+            ..ServeArgs::default()
+        };
+        let data_dir = serve
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let key_file = serve
+            .key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(KEY_FILE));
+        let key = match std::env::var("JUNCTION_KEY") {
+            Ok(text) if !text.trim().is_empty() => KeySource::Env(Secret::new(text)),
+            _ => KeySource::File(key_file.clone()),
+        };
+        (StoreConfig { data_dir, key }, key_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_file_paths_are_relative_to_it() {
+        let dir = std::env::temp_dir().join(format!("junction-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("junction.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"data\"\nconnectors = [\"c.wasm\"]\n\
+             health_check_interval = 0\n[limits]\ntimeout = 5\nmemory_mib = 32\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve(false).unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.store.data_dir, dir.join("data"));
+        assert_eq!(config.key_file, dir.join("data").join(KEY_FILE));
+        assert_eq!(config.connectors, vec![dir.join("c.wasm")]);
+        assert_eq!(config.health_check_interval, None);
+        assert_eq!(config.limits.wall_time, Duration::from_secs(5));
+        assert_eq!(config.limits.memory_bytes, 32 << 20);
+
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let err = args.resolve(false).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

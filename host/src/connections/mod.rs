@@ -1,0 +1,335 @@
+//! Connections as the service handles them: checking what a user gives against the
+//! connector's manifest, testing a connection and recording its health, invoking actions
+//! and recording every invocation, and the periodic health check.
+
+use crate::access::Caller;
+use crate::api::{ApiError, Service};
+use crate::catalog::LoadedConnector;
+use crate::credentials::Secret;
+use crate::runtime::connection::ConnectionError;
+use crate::runtime::{
+    ConnectionSpec, ConnectorError, InvokeError, Manifest, PreparedConnection, manifest::AuthKind,
+};
+use crate::store::{
+    ConnectionRecord, Health, HealthStatus, InvocationError, InvocationRecord, Timestamp, new_id,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection's content, checked against its connector's manifest.
+#[derive(Debug)]
+pub struct Checked {
+    pub auth: String,
+    /// Non-secret values the user gave (defaults are not stored, so they follow the
+    /// connector).
+    pub fields: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// Checks a connection's auth scheme and field values against `manifest`. Each problem is a
+/// 400 naming the field (`auth`, or `fields.<name>`).
+pub fn check(
+    manifest: &Manifest,
+    auth: Option<&str>,
+    values: &BTreeMap<String, Secret>,
+) -> Result<Checked, ApiError> {
+    let spec = ConnectionSpec {
+        auth: auth.map(str::to_owned),
+        fields: values.clone(),
+        access_token: None,
+    };
+    let scheme_of = |id: &str| manifest.scheme(id).map(|s| &s.kind);
+    if let Some(kind) =
+        auth.and_then(scheme_of)
+            .or_else(|| match manifest.auth_schemes.as_slice() {
+                [only] if auth.is_none() => Some(&only.kind),
+                _ => None,
+            })
+        && matches!(
+            kind,
+            AuthKind::Oauth2Code { .. }
+                | AuthKind::Oauth2Password { .. }
+                | AuthKind::Oauth2ClientCredentials { .. }
+        )
+    {
+        return Err(ApiError::invalid_field(
+            "auth",
+            format!(
+                "auth scheme `{}` is OAuth 2.0 ({}); this service does not run OAuth flows yet, so choose one of the connector's other schemes",
+                auth.unwrap_or_default(),
+                kind.type_name()
+            ),
+        ));
+    }
+    let prepared = PreparedConnection::prepare(manifest, &spec).map_err(|e| {
+        let field = match &e {
+            ConnectionError::UnknownAuthScheme { .. }
+            | ConnectionError::AuthSchemeRequired { .. } => "auth".to_owned(),
+            ConnectionError::UnknownField { name, .. }
+            | ConnectionError::FieldNotForScheme { name, .. }
+            | ConnectionError::MissingField { name } => format!("fields.{name}"),
+            ConnectionError::Auth(crate::auth::AuthError::MissingField(name)) => {
+                format!("fields.{name}")
+            }
+            ConnectionError::AllowList(
+                crate::capabilities::allowed_hosts::AllowListError::MissingField { field, .. }
+                | crate::capabilities::allowed_hosts::AllowListError::BadFieldValue { field, .. },
+            ) => format!("fields.{field}"),
+            _ => "fields".to_owned(),
+        };
+        ApiError::invalid_field(&field, e.to_string())
+    })?;
+    let scheme = prepared.scheme().to_owned();
+    let mut fields = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    for (name, value) in values {
+        if value.is_empty() {
+            continue;
+        }
+        match manifest.field(name) {
+            Some(f) if f.secret => {
+                secrets.insert(name.clone(), value.clone());
+            }
+            _ => {
+                fields.insert(name.clone(), value.expose().to_owned());
+            }
+        }
+    }
+    Ok(Checked {
+        auth: scheme,
+        fields,
+        secrets,
+    })
+}
+
+/// The record's values as the runtime takes them; the inner error (`connection`) when they
+/// no longer fit the connector (a new version of it may require another field).
+pub async fn prepare(
+    service: &Service,
+    loaded: &LoadedConnector,
+    record: &ConnectionRecord,
+) -> Result<Result<Arc<PreparedConnection>, InvokeError>, ApiError> {
+    let mut fields: BTreeMap<String, Secret> = record
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), Secret::new(v.as_str())))
+        .collect();
+    fields.extend(service.store.connection_secrets(&record.id).await?);
+    let spec = ConnectionSpec {
+        auth: Some(record.auth.clone()),
+        fields,
+        access_token: None,
+    };
+    Ok(loaded.connector.prepare(&spec))
+}
+
+/// The connector a connection uses, or a 503 when it is not loaded.
+pub fn loaded(
+    service: &Service,
+    record: &ConnectionRecord,
+) -> Result<Arc<LoadedConnector>, ApiError> {
+    service.catalog.get(&record.connector).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "connector `{}` is not loaded in this service; start it with that connector",
+            record.connector
+        ))
+    })
+}
+
+/// What a connection test says about a connection's health.
+pub fn health_of(result: &Result<(), InvokeError>) -> Health {
+    let (status, reason) = match result {
+        Ok(()) => (HealthStatus::Healthy, None),
+        Err(
+            e @ InvokeError::Connector {
+                error: ConnectorError::Unauthorized { .. },
+                ..
+            },
+        ) => (HealthStatus::NeedsReauthentication, Some(e.to_string())),
+        Err(e) => (HealthStatus::Failing, Some(e.to_string())),
+    };
+    Health {
+        status,
+        reason,
+        checked_at: Some(Timestamp::now()),
+    }
+}
+
+/// Runs the connector's connection test and records the connection's health.
+pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health, ApiError> {
+    let loaded = loaded(service, record)?;
+    let health = match prepare(service, &loaded, record).await? {
+        Ok(prepared) => {
+            let result = service
+                .runtime
+                .test_connection(&loaded.connector, prepared)
+                .await;
+            health_of(&result)
+        }
+        Err(e) => Health {
+            status: HealthStatus::Failing,
+            reason: Some(format!(
+                "{e} (the connection no longer fits the connector; edit it)"
+            )),
+            checked_at: Some(Timestamp::now()),
+        },
+    };
+    service.store.set_health(&record.id, &health).await?;
+    service.metrics.health_check(health.status.as_str());
+    Ok(health)
+}
+
+/// Runs an action on a connection and records the invocation.
+pub async fn invoke(
+    service: &Service,
+    caller: &Caller,
+    record: &ConnectionRecord,
+    action: &str,
+    input: &serde_json::Value,
+) -> Result<(InvocationRecord, serde_json::Value), ApiError> {
+    let loaded = loaded(service, record)?;
+    let id = loaded.connector.id().clone();
+    let problems = loaded.check_input(action, input).ok_or_else(|| {
+        let known: Vec<&str> = loaded
+            .connector
+            .manifest()
+            .actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        ApiError::invalid_field(
+            "action",
+            format!(
+                "connector {id} has no action `{action}`; its actions are: {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    if !problems.is_empty() {
+        let summary: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                let at = if p.path.is_empty() { "input" } else { &p.path };
+                format!("{at}: {}", p.message)
+            })
+            .collect();
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!(
+                "the input does not match the schema of action `{action}`: {}",
+                summary.join("; ")
+            ),
+        )
+        .detail(
+            "errors",
+            serde_json::to_value(&problems).unwrap_or_default(),
+        ));
+    }
+    // Values that no longer fit the connector fail the invocation (`connection`), recorded
+    // like any other failure.
+    let prepared = prepare(service, &loaded, record).await?;
+    let input_text = input.to_string();
+    // The id is taken at the start, so ids (and the newest-first list) follow start times.
+    let invocation_id = new_id("inv")?;
+    let started_at = Timestamp::now();
+    let clock = Instant::now();
+    let result = match prepared {
+        Ok(prepared) => {
+            service
+                .runtime
+                .execute(&loaded.connector, prepared, action, &input_text)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let elapsed = clock.elapsed();
+    let output = result.and_then(|text| {
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| InvokeError::Host {
+            connector: id.clone(),
+            message: format!("the connector returned output that is not JSON: {e}"),
+        })
+    });
+    let (outcome, error) = match &output {
+        Ok(_) => ("ok".to_owned(), None),
+        Err(e) => (
+            e.code(),
+            Some(InvocationError {
+                code: e.code(),
+                message: e.to_string(),
+            }),
+        ),
+    };
+    let record = InvocationRecord {
+        id: invocation_id.clone(),
+        tenant_id: caller.tenant.id.clone(),
+        principal_id: caller.principal.id.clone(),
+        connection_id: record.id.clone(),
+        folder_id: record.folder_id.clone(),
+        connector: id.name.clone(),
+        connector_version: id.version.clone(),
+        action: action.to_owned(),
+        started_at,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        outcome: outcome.clone(),
+        error,
+    };
+    service.metrics.invocation(&id.name, &outcome, elapsed);
+    service.invocations.record(record.clone()).await?;
+    match output {
+        Ok(v) => Ok((record, v)),
+        Err(e) => Err(ApiError::invocation(&e, &invocation_id)),
+    }
+}
+
+/// Checks, every `interval`, the connections not checked for that long, until `stop`
+/// turns true. A check in progress finishes before the loop ends.
+pub async fn health_loop(
+    service: Arc<Service>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tick = interval.min(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let before = Timestamp(Timestamp::now().0 - interval.as_millis() as i64);
+        let due = match service.store.connections_due_for_check(before, 50).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: cannot list connections");
+                continue;
+            }
+        };
+        for record in due {
+            if *stop.borrow() {
+                return;
+            }
+            match test(&service, &record).await {
+                Ok(health) => tracing::info!(
+                    connection = %record.id,
+                    health = health.status.as_str(),
+                    "health check"
+                ),
+                Err(e) => {
+                    tracing::warn!(connection = %record.id, error = %e.message, "health check failed");
+                    // A connector that is not loaded: record it so the loop moves on.
+                    let health = Health {
+                        status: HealthStatus::Failing,
+                        reason: Some(e.message),
+                        checked_at: Some(Timestamp::now()),
+                    };
+                    if let Err(e) = service.store.set_health(&record.id, &health).await {
+                        tracing::warn!(error = %e, "health check: cannot record health");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Connections: their non-secret fields in clear, their secret fields sealed one by one
+//! with the connection id and the field name as associated data, and their health.
+
+use super::{Page, PageRequest, Store, StoreError, Timestamp, new_id, page_of};
+use crate::credentials::Secret;
+use crate::credentials::at_rest::Sealed;
+use serde::Serialize;
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+use std::collections::BTreeMap;
+
+/// The associated data of a sealed field value: the record's identity.
+pub(super) fn secret_aad(connection_id: &str, field: &str) -> Vec<u8> {
+    format!("junction/connection-secret/v1\0{connection_id}\0{field}").into_bytes()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Unknown,
+    Healthy,
+    Failing,
+    NeedsReauthentication,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Failing => "failing",
+            Self::NeedsReauthentication => "needs_reauthentication",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Unknown,
+            Self::Healthy,
+            Self::Failing,
+            Self::NeedsReauthentication,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub reason: Option<String>,
+    pub checked_at: Option<Timestamp>,
+}
+
+impl Health {
+    pub fn unknown() -> Self {
+        Self {
+            status: HealthStatus::Unknown,
+            reason: None,
+            checked_at: None,
+        }
+    }
+}
+
+/// A connection as stored, without its secret values.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub folder_id: String,
+    pub created_by: String,
+    pub connector: String,
+    pub auth: String,
+    pub name: String,
+    pub description: String,
+    /// Non-secret field values given by the user.
+    pub fields: BTreeMap<String, String>,
+    /// Names of the secret fields that hold a value.
+    pub secrets_set: Vec<String>,
+    pub poll_interval_seconds: Option<u32>,
+    pub health: Health,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What creating or replacing a connection's content takes.
+#[derive(Debug)]
+pub struct NewConnection {
+    pub tenant_id: String,
+    pub folder_id: String,
+    pub created_by: String,
+    pub connector: String,
+    pub auth: String,
+    pub name: String,
+    pub description: String,
+    pub fields: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub poll_interval_seconds: Option<u32>,
+}
+
+/// Filters of a connection list.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    /// Only these folders (the ones the caller may view).
+    pub folders: Vec<String>,
+    pub connector: Option<String>,
+    pub auth: Option<String>,
+    pub health: Option<HealthStatus>,
+}
+
+const SELECT: &str = "SELECT c.*, \
+     (SELECT group_concat(field, char(31)) FROM connection_secrets s WHERE s.connection_id = c.id) \
+     AS secrets_set FROM connections c";
+
+fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
+    let fields: String = r.get("fields");
+    let fields = serde_json::from_str(&fields)
+        .map_err(|e| StoreError::Corrupt(format!("connection fields: {e}")))?;
+    let secrets_set: Option<String> = r.get("secrets_set");
+    let mut secrets_set: Vec<String> = secrets_set
+        .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
+        .unwrap_or_default();
+    secrets_set.sort();
+    let status: &str = r.get("health");
+    let poll: Option<i64> = r.get("poll_interval_seconds");
+    Ok(ConnectionRecord {
+        id: r.get("id"),
+        tenant_id: r.get("tenant_id"),
+        folder_id: r.get("folder_id"),
+        created_by: r.get("created_by"),
+        connector: r.get("connector"),
+        auth: r.get("auth"),
+        name: r.get("name"),
+        description: r.get("description"),
+        fields,
+        secrets_set,
+        poll_interval_seconds: poll.and_then(|p| u32::try_from(p).ok()),
+        health: Health {
+            status: HealthStatus::parse(status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown health `{status}`")))?,
+            reason: r.get("health_reason"),
+            checked_at: r.get("health_checked_at"),
+        },
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+fn duplicate_name(e: sqlx::Error, name: &str) -> StoreError {
+    StoreError::conflict_on_unique(e, || {
+        format!("the folder already has a connection named `{name}`; choose another name")
+    })
+}
+
+fn fields_json(fields: &BTreeMap<String, String>) -> Result<String, StoreError> {
+    serde_json::to_string(fields).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    async fn write_secrets(
+        &self,
+        tx: &mut super::Tx<'_>,
+        id: &str,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = ?")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        for (field, value) in secrets {
+            let sealed = self.key.seal_secret(&secret_aad(id, field), value)?;
+            sqlx::query(
+                "INSERT INTO connection_secrets (connection_id, field, key_id, nonce, ciphertext) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_connection(&self, new: NewConnection) -> Result<String, StoreError> {
+        let id = new_id("con")?;
+        let now = Timestamp::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO connections (id, tenant_id, folder_id, created_by, connector, auth, name, \
+             description, fields, poll_interval_seconds, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(&new.folder_id)
+        .bind(&new.created_by)
+        .bind(&new.connector)
+        .bind(&new.auth)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(fields_json(&new.fields)?)
+        .bind(new.poll_interval_seconds.map(i64::from))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| duplicate_name(e, &new.name))?;
+        self.write_secrets(&mut tx, &id, &new.secrets).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Replaces the editable content of a connection, and resets its health when the
+    /// credentials changed.
+    pub async fn update_connection(
+        &self,
+        id: &str,
+        new: &NewConnection,
+        credentials_changed: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE connections SET auth = ?, name = ?, description = ?, fields = ?, \
+             poll_interval_seconds = ?, updated_at = ?, \
+             health = CASE WHEN ? THEN 'unknown' ELSE health END, \
+             health_reason = CASE WHEN ? THEN NULL ELSE health_reason END, \
+             health_checked_at = CASE WHEN ? THEN NULL ELSE health_checked_at END \
+             WHERE id = ?",
+        )
+        .bind(&new.auth)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(fields_json(&new.fields)?)
+        .bind(new.poll_interval_seconds.map(i64::from))
+        .bind(Timestamp::now())
+        .bind(credentials_changed)
+        .bind(credentials_changed)
+        .bind(credentials_changed)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| duplicate_name(e, &new.name))?;
+        self.write_secrets(&mut tx, id, &new.secrets).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn connection(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let r = sqlx::query(&format!("{SELECT} WHERE c.tenant_id = ? AND c.id = ?"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(row).transpose()
+    }
+
+    pub async fn connections(
+        &self,
+        tenant_id: &str,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionRecord>, StoreError> {
+        if filter.folders.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let mut sql = format!("{SELECT} WHERE c.tenant_id = ? AND c.id > ? AND c.folder_id IN (");
+        sql.push_str(&vec!["?"; filter.folders.len()].join(", "));
+        sql.push(')');
+        if filter.connector.is_some() {
+            sql.push_str(" AND c.connector = ?");
+        }
+        if filter.auth.is_some() {
+            sql.push_str(" AND c.auth = ?");
+        }
+        if filter.health.is_some() {
+            sql.push_str(" AND c.health = ?");
+        }
+        sql.push_str(" ORDER BY c.id LIMIT ?");
+        let mut q = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(page.after.as_deref().unwrap_or(""));
+        for f in &filter.folders {
+            q = q.bind(f);
+        }
+        if let Some(c) = &filter.connector {
+            q = q.bind(c);
+        }
+        if let Some(a) = &filter.auth {
+            q = q.bind(a);
+        }
+        if let Some(h) = filter.health {
+            q = q.bind(h.as_str());
+        }
+        let rows = q
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        Ok(page_of(items, page.limit, |c| &c.id))
+    }
+
+    /// The decrypted secret field values of a connection.
+    pub async fn connection_secrets(
+        &self,
+        id: &str,
+    ) -> Result<BTreeMap<String, Secret>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT field, key_id, nonce, ciphertext FROM connection_secrets WHERE connection_id = ?",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let field: String = r.get("field");
+                let sealed = Sealed {
+                    key_id: r.get("key_id"),
+                    nonce: r.get("nonce"),
+                    ciphertext: r.get("ciphertext"),
+                };
+                let value = self.key.open_secret(&secret_aad(id, &field), &sealed)?;
+                Ok((field, value))
+            })
+            .collect()
+    }
+
+    pub async fn delete_connection(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM connections WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_health(&self, id: &str, health: &Health) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET health = ?, health_reason = ?, health_checked_at = ? WHERE id = ?",
+        )
+        .bind(health.status.as_str())
+        .bind(&health.reason)
+        .bind(health.checked_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Connections (of every tenant) not checked since `before`, oldest check first.
+    pub async fn connections_due_for_check(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE c.health_checked_at IS NULL OR c.health_checked_at < ? \
+             ORDER BY COALESCE(c.health_checked_at, 0), c.id LIMIT ?"
+        ))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row).collect()
+    }
+}

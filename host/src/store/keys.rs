@@ -1,0 +1,248 @@
+//! The master key of a store: where it comes from, the check that it is the right one, and
+//! rotation.
+//!
+//! Rotation is crash-safe in three steps: the new key is written to `<key file>.new` and
+//! synced; one transaction re-encrypts every sealed value and the key check; the new file
+//! is renamed over the old one. Whenever it stops, the next start finds a consistent state:
+//! before the commit the store still opens with the old key (a stale `.new` is removed);
+//! after the commit the `.new` key opens the store and the rename is completed.
+
+use super::{OpenReport, StoreConfig, StoreError};
+use crate::credentials::at_rest::{MasterKey, Sealed, sync_parent};
+use sqlx::{Row as _, SqlitePool};
+use std::path::{Path, PathBuf};
+
+/// The known value sealed in `store_key`, and its associated data.
+const CHECK_PLAINTEXT: &[u8] = b"junction store key check v1";
+const CHECK_AAD: &[u8] = b"junction/store-key";
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A key file; created (owner-only) when the data directory is new.
+    File(PathBuf),
+    /// The base64 key itself, from the environment (`JUNCTION_KEY`). Never created.
+    Env(crate::credentials::Secret),
+}
+
+impl KeySource {
+    fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Env(_) => "JUNCTION_KEY".into(),
+        }
+    }
+}
+
+fn pending_path(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+async fn stored_check(pool: &SqlitePool) -> Result<Option<Sealed>, StoreError> {
+    let row = sqlx::query("SELECT key_id, nonce, ciphertext FROM store_key WHERE singleton = 1")
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| Sealed {
+        key_id: r.get("key_id"),
+        nonce: r.get("nonce"),
+        ciphertext: r.get("ciphertext"),
+    }))
+}
+
+fn opens(key: &MasterKey, check: &Sealed) -> bool {
+    key.open(CHECK_AAD, check)
+        .is_ok_and(|v| v.as_slice() == CHECK_PLAINTEXT)
+}
+
+/// Finds the key, checks it against the store, and finishes an interrupted rotation.
+pub(super) async fn unlock(
+    pool: &SqlitePool,
+    config: &StoreConfig,
+    database: &Path,
+) -> Result<(MasterKey, OpenReport), StoreError> {
+    let mut report = OpenReport::default();
+    let check = stored_check(pool).await?;
+    let key = match &config.key {
+        KeySource::Env(text) => MasterKey::from_encoded(text.expose(), "JUNCTION_KEY")?,
+        KeySource::File(path) => {
+            let pending = pending_path(path);
+            match (&check, path.exists()) {
+                (_, true) => {
+                    let key = MasterKey::read_file(path)?;
+                    match &check {
+                        Some(check) if !opens(&key, check) && pending.exists() => {
+                            let new = MasterKey::read_file(&pending)?;
+                            if opens(&new, check) {
+                                finish_rename(&pending, path)?;
+                                report.completed_rotation = true;
+                                new
+                            } else {
+                                key
+                            }
+                        }
+                        Some(check) if opens(&key, check) && pending.exists() => {
+                            // A rotation stopped before its commit: the store still uses the
+                            // key file, and the pending key was never used.
+                            std::fs::remove_file(&pending).map_err(|source| {
+                                crate::credentials::at_rest::KeyError::Write {
+                                    path: pending.clone(),
+                                    source,
+                                }
+                            })?;
+                            key
+                        }
+                        _ => key,
+                    }
+                }
+                (None, false) => {
+                    let (key, encoded) = MasterKey::generate()?;
+                    MasterKey::write_file(path, &encoded)?;
+                    report.created_key_file = Some(path.clone());
+                    key
+                }
+                (Some(check), false) => {
+                    // The key file is gone; a rotation may have stopped between removing
+                    // nothing and renaming: accept the pending key if it is the store's.
+                    if pending.exists() {
+                        let new = MasterKey::read_file(&pending)?;
+                        if opens(&new, check) {
+                            finish_rename(&pending, path)?;
+                            report.completed_rotation = true;
+                            return Ok((new, report));
+                        }
+                    }
+                    return Err(StoreError::KeyMissing {
+                        database: database.to_owned(),
+                        key_file: path.clone(),
+                    });
+                }
+            }
+        }
+    };
+    match check {
+        Some(check) if opens(&key, &check) => {}
+        Some(check) => {
+            return Err(StoreError::WrongKey {
+                database: database.to_owned(),
+                origin: config.key.describe(),
+                given: key.id().to_owned(),
+                expected: check.key_id,
+            });
+        }
+        None => {
+            let sealed = key.seal(CHECK_AAD, CHECK_PLAINTEXT)?;
+            sqlx::query(
+                "INSERT INTO store_key (singleton, key_id, nonce, ciphertext) VALUES (1, ?, ?, ?)",
+            )
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok((key, report))
+}
+
+fn finish_rename(pending: &Path, key_file: &Path) -> Result<(), StoreError> {
+    let write = |source| crate::credentials::at_rest::KeyError::Write {
+        path: key_file.to_owned(),
+        source,
+    };
+    std::fs::rename(pending, key_file).map_err(write)?;
+    sync_parent(key_file).map_err(write)?;
+    Ok(())
+}
+
+/// What a rotation did.
+#[derive(Debug)]
+pub struct RotateReport {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    pub values: usize,
+    pub key_file: PathBuf,
+}
+
+impl super::Store {
+    /// Re-encrypts every sealed value under a new key and replaces the key file. The
+    /// caller holds the data directory lock, so no service uses the old key meanwhile.
+    pub async fn rotate_key(&mut self, key_file: &Path) -> Result<RotateReport, StoreError> {
+        let pending = pending_path(key_file);
+        if pending.exists() {
+            std::fs::remove_file(&pending).map_err(|source| {
+                crate::credentials::at_rest::KeyError::Write {
+                    path: pending.clone(),
+                    source,
+                }
+            })?;
+        }
+        let (new, encoded) = MasterKey::generate()?;
+        MasterKey::write_file(&pending, &encoded)?;
+
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT connection_id, field, key_id, nonce, ciphertext FROM connection_secrets",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = rows.len();
+        for row in rows {
+            let connection_id: String = row.get("connection_id");
+            let field: String = row.get("field");
+            let aad = super::connections::secret_aad(&connection_id, &field);
+            let sealed = Sealed {
+                key_id: row.get("key_id"),
+                nonce: row.get("nonce"),
+                ciphertext: row.get("ciphertext"),
+            };
+            let clear = self.key.open(&aad, &sealed)?;
+            let resealed = new.seal(&aad, &clear)?;
+            sqlx::query(
+                "UPDATE connection_secrets SET key_id = ?, nonce = ?, ciphertext = ? \
+                 WHERE connection_id = ? AND field = ?",
+            )
+            .bind(&resealed.key_id)
+            .bind(&resealed.nonce)
+            .bind(&resealed.ciphertext)
+            .bind(&connection_id)
+            .bind(&field)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let check = new.seal(CHECK_AAD, CHECK_PLAINTEXT)?;
+        sqlx::query(
+            "UPDATE store_key SET key_id = ?, nonce = ?, ciphertext = ? WHERE singleton = 1",
+        )
+        .bind(&check.key_id)
+        .bind(&check.nonce)
+        .bind(&check.ciphertext)
+        .execute(&mut *tx)
+        .await?;
+        crash_point("before-commit");
+        tx.commit().await?;
+        crash_point("after-commit");
+        finish_rename(&pending, key_file)?;
+        let old_key_id = self.key.id().to_owned();
+        let new_key_id = new.id().to_owned();
+        self.key = std::sync::Arc::new(new);
+        Ok(RotateReport {
+            old_key_id,
+            new_key_id,
+            values: count,
+            key_file: key_file.to_owned(),
+        })
+    }
+}
+
+/// Fault injection for the tests of interrupted rotation: a debug build aborts here when
+/// `JUNCTION_TEST_CRASH_AT` names this point. Release builds have no such switch.
+fn crash_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("JUNCTION_TEST_CRASH_AT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
