@@ -192,10 +192,8 @@ impl ServeArgs {
             .clone()
             .or_else(|| file.key_file.as_ref().map(from_file))
             .unwrap_or_else(|| data_dir.join(KEY_FILE));
-        let key = match std::env::var("JUNCTION_KEY") {
-            Ok(text) if !text.trim().is_empty() => KeySource::Env(Secret::new(text)),
-            _ => KeySource::File(key_file.clone()),
-        };
+        let explicit_file = self.key_file.is_some() || file.key_file.is_some();
+        let key = key_source(explicit_file, &key_file);
         let connectors = if !self.connectors.is_empty() {
             self.connectors.clone()
         } else if let Some(list) = &file.connectors {
@@ -269,6 +267,15 @@ impl ServeArgs {
     }
 }
 
+/// The key file when one was named (it wins, like any explicit setting), else the key in
+/// `JUNCTION_KEY` when set, else the default key file.
+fn key_source(explicit_file: bool, key_file: &Path) -> KeySource {
+    match std::env::var("JUNCTION_KEY") {
+        Ok(text) if !explicit_file && !text.trim().is_empty() => KeySource::Env(Secret::new(text)),
+        _ => KeySource::File(key_file.to_owned()),
+    }
+}
+
 /// Where the store is, for the commands that work on it offline.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -295,10 +302,7 @@ impl StoreArgs {
             .key_file
             .clone()
             .unwrap_or_else(|| data_dir.join(KEY_FILE));
-        let key = match std::env::var("JUNCTION_KEY") {
-            Ok(text) if !text.trim().is_empty() => KeySource::Env(Secret::new(text)),
-            _ => KeySource::File(key_file.clone()),
-        };
+        let key = key_source(self.key_file.is_some(), &key_file);
         (StoreConfig { data_dir, key }, key_file)
     }
 }

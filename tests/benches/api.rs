@@ -120,7 +120,7 @@ fn main() {
             data_dir: dir.clone(),
             key: KeySource::File(dir.join("junction.key")),
         };
-        let (store, _) = Store::open(&config).await.unwrap();
+        let (store, _) = Store::open(&config, None).await.unwrap();
         let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
         let catalog = Catalog::load(
             &runtime,

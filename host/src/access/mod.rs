@@ -51,7 +51,12 @@ impl Caller {
         granted: Permissions,
         needed: Permissions,
     ) -> Result<(), Refusal> {
-        let has = self.permissions(folder, granted);
+        // Lookups are scoped to the caller's tenant; this is the second lock on that door.
+        let has = if folder.tenant_id == self.tenant.id {
+            self.permissions(folder, granted)
+        } else {
+            Permissions::NONE
+        };
         if !has.contains(needed) {
             let message = match folder.kind {
                 FolderKind::Personal => format!(

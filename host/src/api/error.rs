@@ -56,8 +56,9 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
-    /// A failed invocation: the status depends on what failed.
-    pub fn invocation(error: &InvokeError, invocation_id: &str) -> Self {
+    /// A failed invocation: the status depends on what failed; `message` is the error as
+    /// it may be shown (scrubbed, bounded).
+    pub fn invocation(error: &InvokeError, invocation_id: &str, message: String) -> Self {
         let code = error.code();
         let (status, connector) = match error {
             InvokeError::Connector { connector, error } => (
@@ -81,7 +82,7 @@ impl ApiError {
             }
             InvokeError::Host { connector, .. } => (StatusCode::INTERNAL_SERVER_ERROR, connector),
         };
-        let mut api = Self::new(status, &code, error.to_string())
+        let mut api = Self::new(status, &code, message)
             .detail("source", "connector")
             .detail("connector", connector.to_string())
             .detail("invocation_id", invocation_id);
@@ -127,6 +128,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Closing
+            | StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::unavailable("the store is busy or the service is stopping; retry shortly")
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(

@@ -123,7 +123,11 @@ async fn observe(State(service): State<AppState>, request: Request, next: Next) 
         .and_then(client_request_id)
         .or_else(|| crate::store::new_id("req").ok())
         .unwrap_or_else(|| "req_unknown".into());
-    let method = request.method().as_str().to_owned();
+    // Only standard methods become label values: a client must not grow the metrics.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()

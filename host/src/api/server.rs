@@ -71,7 +71,7 @@ fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
 /// Runs the service until it is asked to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let _lock = DataDirLock::acquire(&config.store.data_dir)?;
-    let (store, report) = Store::open(&config.store).await?;
+    let (store, report) = Store::open(&config.store, Some(&_lock)).await?;
     if let Some(path) = &report.created_key_file {
         tracing::warn!(
             key_file = %path.display(),
@@ -81,7 +81,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     if report.completed_rotation {
         tracing::warn!("completed a key rotation that had been interrupted");
     }
-    tracing::info!(database = %store.database_path().display(), key = store.key().id(), "store open");
+    tracing::info!(database = %store.database_path().display(), key = store.key_id(), "store open");
 
     let runtime = Runtime::new(config.engine.clone(), config.limits.clone())?;
     let catalog = Catalog::load(&runtime, &config.connectors, |loaded, path| {
@@ -162,8 +162,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     };
     let _ = stop_tx.send(true);
-    if let Some(health) = health {
-        let _ = health.await;
+    if let Some(health) = health
+        && tokio::time::timeout(CUT_WAIT, health).await.is_err()
+    {
+        tracing::warn!("the health check did not stop in time");
     }
     // The last handle of the invocation log goes with the service; its writer then drains
     // what is queued and ends.

@@ -61,7 +61,7 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
     match command {
         AdminCommand::CreateTenant { name, admin, store } => {
             let (config, _) = store.resolve();
-            let (store, report) = Store::open(&config).await?;
+            let (store, report) = Store::open(&config, None).await?;
             if let Some(path) = report.created_key_file {
                 eprintln!(
                     "created the encryption key {}; back it up apart from the database",
@@ -71,7 +71,9 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             let (tenant, principal, token) = store.create_tenant(&name, &admin).await?;
             store.close().await;
             let out = json!({"tenant": tenant, "principal": principal, "token": token});
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            // Plain `Display` of a JSON value cannot fail, and this is the only copy of the
+            // token: print it, never drop it.
+            println!("{out:#}");
             Ok(())
         }
     }
@@ -97,7 +99,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {
                 });
             }
             let _lock = DataDirLock::acquire(&config.data_dir)?;
-            let (mut store, _) = Store::open(&config).await?;
+            let (mut store, _) = Store::open(&config, Some(&_lock)).await?;
             let report = store.rotate_key(&key_file).await?;
             store.close().await;
             println!(

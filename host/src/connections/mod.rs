@@ -137,8 +137,34 @@ pub fn loaded(
     })
 }
 
+/// The longest failure message recorded or returned.
+const MAX_MESSAGE: usize = 4096;
+
+/// What is said of a failure, in the store, the logs and responses: without the
+/// connection's secrets (a connector may have been shown one, or an upstream may echo one
+/// in a form the HTTP capability did not know), and at most [`MAX_MESSAGE`] bytes.
+pub fn failure_message(e: &InvokeError, connection: Option<&PreparedConnection>) -> String {
+    let text = e.to_string();
+    let mut text = match connection {
+        Some(c) => c.scrubber().scrub_str(text),
+        None => text,
+    };
+    if text.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("… (cut)");
+    }
+    text
+}
+
 /// What a connection test says about a connection's health.
-pub fn health_of(result: &Result<(), InvokeError>) -> Health {
+pub fn health_of(
+    result: &Result<(), InvokeError>,
+    connection: Option<&PreparedConnection>,
+) -> Health {
     let (status, reason) = match result {
         Ok(()) => (HealthStatus::Healthy, None),
         Err(
@@ -146,8 +172,11 @@ pub fn health_of(result: &Result<(), InvokeError>) -> Health {
                 error: ConnectorError::Unauthorized { .. },
                 ..
             },
-        ) => (HealthStatus::NeedsReauthentication, Some(e.to_string())),
-        Err(e) => (HealthStatus::Failing, Some(e.to_string())),
+        ) => (
+            HealthStatus::NeedsReauthentication,
+            Some(failure_message(e, connection)),
+        ),
+        Err(e) => (HealthStatus::Failing, Some(failure_message(e, connection))),
     };
     Health {
         status,
@@ -157,15 +186,16 @@ pub fn health_of(result: &Result<(), InvokeError>) -> Health {
 }
 
 /// Runs the connector's connection test and records the connection's health.
+#[tracing::instrument(skip_all, fields(connection = %record.id, connector = %record.connector))]
 pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health, ApiError> {
     let loaded = loaded(service, record)?;
     let health = match prepare(service, &loaded, record).await? {
         Ok(prepared) => {
             let result = service
                 .runtime
-                .test_connection(&loaded.connector, prepared)
+                .test_connection(&loaded.connector, prepared.clone())
                 .await;
-            health_of(&result)
+            health_of(&result, Some(&prepared))
         }
         Err(e) => Health {
             status: HealthStatus::Failing,
@@ -181,6 +211,7 @@ pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health
 }
 
 /// Runs an action on a connection and records the invocation.
+#[tracing::instrument(skip_all, fields(connection = %record.id, connector = %record.connector, action))]
 pub async fn invoke(
     service: &Service,
     caller: &Caller,
@@ -188,6 +219,7 @@ pub async fn invoke(
     action: &str,
     input: &serde_json::Value,
 ) -> Result<(InvocationRecord, serde_json::Value), ApiError> {
+    tracing::Span::current().record("action", action);
     let loaded = loaded(service, record)?;
     let id = loaded.connector.id().clone();
     let problems = loaded.check_input(action, input).ok_or_else(|| {
@@ -235,6 +267,7 @@ pub async fn invoke(
     let invocation_id = new_id("inv")?;
     let started_at = Timestamp::now();
     let clock = Instant::now();
+    let connection = prepared.as_ref().ok().cloned();
     let result = match prepared {
         Ok(prepared) => {
             service
@@ -246,6 +279,11 @@ pub async fn invoke(
     };
     let elapsed = clock.elapsed();
     let output = result.and_then(|text| {
+        // A connector shown a secret (`reveal-fields`) must not hand it back either.
+        let text = match &connection {
+            Some(c) => c.scrubber().scrub_str(text),
+            None => text,
+        };
         serde_json::from_str::<serde_json::Value>(&text).map_err(|e| InvokeError::Host {
             connector: id.clone(),
             message: format!("the connector returned output that is not JSON: {e}"),
@@ -257,7 +295,7 @@ pub async fn invoke(
             e.code(),
             Some(InvocationError {
                 code: e.code(),
-                message: e.to_string(),
+                message: failure_message(e, connection.as_deref()),
             }),
         ),
     };
@@ -276,15 +314,23 @@ pub async fn invoke(
         error,
     };
     service.metrics.invocation(&id.name, &outcome, elapsed);
-    service.invocations.record(record.clone()).await?;
+    if let Err(e) = service.invocations.record(record.clone()).await {
+        // The action ran (perhaps with effects upstream): its result is the caller's even
+        // if its record could not be written.
+        tracing::error!(invocation = %invocation_id, error = %e, "the invocation ran but could not be recorded");
+    }
     match output {
         Ok(v) => Ok((record, v)),
-        Err(e) => Err(ApiError::invocation(&e, &invocation_id)),
+        Err(e) => {
+            let message = failure_message(&e, connection.as_deref());
+            Err(ApiError::invocation(&e, &invocation_id, message))
+        }
     }
 }
 
 /// Checks, every `interval`, the connections not checked for that long, until `stop`
 /// turns true. A check in progress finishes before the loop ends.
+#[tracing::instrument(name = "health_check", skip_all)]
 pub async fn health_loop(
     service: Arc<Service>,
     interval: Duration,
@@ -308,10 +354,12 @@ pub async fn health_loop(
             }
         };
         for record in due {
-            if *stop.borrow() {
-                return;
-            }
-            match test(&service, &record).await {
+            // A test can take the whole invocation timeout: a stop does not wait for it.
+            let checked = tokio::select! {
+                checked = test(&service, &record) => checked,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match checked {
                 Ok(health) => tracing::info!(
                     connection = %record.id,
                     health = health.status.as_str(),

@@ -139,9 +139,28 @@ impl PreparedConnection {
                 .all(|n| plain.contains_key(*n) || manifest.field(n).is_some_and(|f| f.required))
         });
         let allow = AllowList::resolve(patterns.map(String::as_str), |n| plain.get(n).cloned())?;
-        // Every form in which a credential may come back from an upstream API.
-        let mut echoed: Vec<Secret> = secrets.values().cloned().collect();
-        echoed.extend(spec.access_token.iter().cloned());
+        // Every form in which a credential may come back from an upstream API: as is,
+        // URL-encoded (a key sent in a query), JSON-escaped, and basic credentials encoded.
+        let mut echoed: Vec<Secret> = Vec::new();
+        for secret in secrets.values().chain(spec.access_token.iter()) {
+            let value = secret.expose();
+            echoed.push(secret.clone());
+            echoed.push(Secret::new(
+                url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
+            ));
+            echoed.push(Secret::new(
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            ));
+            if let Ok(quoted) = serde_json::to_string(value) {
+                echoed.push(Secret::new(
+                    quoted
+                        .strip_prefix('"')
+                        .and_then(|q| q.strip_suffix('"'))
+                        .unwrap_or(&quoted),
+                ));
+            }
+        }
         if let Credentials::Basic { username, password } = &credentials {
             echoed.push(Secret::new(
                 base64::engine::general_purpose::STANDARD

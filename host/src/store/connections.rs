@@ -51,16 +51,6 @@ pub struct Health {
     pub checked_at: Option<Timestamp>,
 }
 
-impl Health {
-    pub fn unknown() -> Self {
-        Self {
-            status: HealthStatus::Unknown,
-            reason: None,
-            checked_at: None,
-        }
-    }
-}
-
 /// A connection as stored, without its secret values.
 #[derive(Debug, Clone)]
 pub struct ConnectionRecord {
@@ -242,7 +232,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| duplicate_name(e, &new.name))?;
-        self.write_secrets(&mut tx, id, &new.secrets).await?;
+        if credentials_changed {
+            self.write_secrets(&mut tx, id, &new.secrets).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -334,17 +326,12 @@ impl Store {
     }
 
     pub async fn delete_connection(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // The sealed values go with the row (ON DELETE CASCADE), in the same statement.
         let done = sqlx::query("DELETE FROM connections WHERE tenant_id = ? AND id = ?")
             .bind(tenant_id)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

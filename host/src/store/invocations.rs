@@ -100,11 +100,9 @@ impl InvocationLog {
     /// Writes `record` and waits until it is committed.
     pub async fn record(&self, record: InvocationRecord) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        let closed = || StoreError::Corrupt("the invocation log is closed".into());
+        let closed = || StoreError::Closing;
         self.queue.send((record, ack)).await.map_err(|_| closed())?;
-        done.await
-            .map_err(|_| closed())?
-            .map_err(StoreError::Corrupt)
+        done.await.map_err(|_| closed())?.map_err(StoreError::Write)
     }
 }
 

@@ -56,11 +56,15 @@ fn opens(key: &MasterKey, check: &Sealed) -> bool {
         .is_ok_and(|v| v.as_slice() == CHECK_PLAINTEXT)
 }
 
-/// Finds the key, checks it against the store, and finishes an interrupted rotation.
+/// Finds the key and checks it against the store. With `repair` (the caller holds the
+/// data-directory lock, so no rotation is running) it also finishes or discards an
+/// interrupted rotation; without it, it only reads: a rotation in progress elsewhere must
+/// find its pending key where it left it.
 pub(super) async fn unlock(
     pool: &SqlitePool,
     config: &StoreConfig,
     database: &Path,
+    repair: bool,
 ) -> Result<(MasterKey, OpenReport), StoreError> {
     let mut report = OpenReport::default();
     let check = stored_check(pool).await?;
@@ -75,14 +79,16 @@ pub(super) async fn unlock(
                         Some(check) if !opens(&key, check) && pending.exists() => {
                             let new = MasterKey::read_file(&pending)?;
                             if opens(&new, check) {
-                                finish_rename(&pending, path)?;
-                                report.completed_rotation = true;
+                                if repair {
+                                    finish_rename(&pending, path)?;
+                                    report.completed_rotation = true;
+                                }
                                 new
                             } else {
                                 key
                             }
                         }
-                        Some(check) if opens(&key, check) && pending.exists() => {
+                        Some(check) if repair && opens(&key, check) && pending.exists() => {
                             // A rotation stopped before its commit: the store still uses the
                             // key file, and the pending key was never used.
                             std::fs::remove_file(&pending).map_err(|source| {
@@ -108,8 +114,10 @@ pub(super) async fn unlock(
                     if pending.exists() {
                         let new = MasterKey::read_file(&pending)?;
                         if opens(&new, check) {
-                            finish_rename(&pending, path)?;
-                            report.completed_rotation = true;
+                            if repair {
+                                finish_rename(&pending, path)?;
+                                report.completed_rotation = true;
+                            }
                             return Ok((new, report));
                         }
                     }
@@ -168,6 +176,7 @@ pub struct RotateReport {
 impl super::Store {
     /// Re-encrypts every sealed value under a new key and replaces the key file. The
     /// caller holds the data directory lock, so no service uses the old key meanwhile.
+    #[tracing::instrument(skip_all, fields(old_key = %self.key.id()))]
     pub async fn rotate_key(&mut self, key_file: &Path) -> Result<RotateReport, StoreError> {
         let pending = pending_path(key_file);
         if pending.exists() {
@@ -221,8 +230,28 @@ impl super::Store {
         .execute(&mut *tx)
         .await?;
         crash_point("before-commit");
+        // The pending key must still be there: it is the only copy of the key the
+        // transaction sealed everything with.
+        let still_there = MasterKey::read_file(&pending)
+            .map(|k| k.id() == new.id())
+            .unwrap_or(false);
+        if !still_there {
+            return Err(StoreError::Key(
+                crate::credentials::at_rest::KeyError::Write {
+                    path: pending,
+                    source: std::io::Error::other(
+                        "the new key file changed during the rotation; nothing was changed",
+                    ),
+                },
+            ));
+        }
         tx.commit().await?;
         crash_point("after-commit");
+        // Move the committed pages into the database file and empty the WAL, so no copy
+        // of the old ciphertexts stays behind (secure_delete zeroes them in the file).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
         finish_rename(&pending, key_file)?;
         let old_key_id = self.key.id().to_owned();
         let new_key_id = new.id().to_owned();

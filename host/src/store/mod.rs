@@ -62,8 +62,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("a stored record is malformed: {0}")]
     Corrupt(String),
+    #[error("writing to the store failed: {0}")]
+    Write(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("the store is closing: the service is stopping")]
+    Closing,
     #[error("the data directory {path} is in use by a running `junction serve`; stop it first")]
     Locked { path: PathBuf },
     #[error("cannot lock the data directory {path}: {source}")]
@@ -123,13 +127,20 @@ pub struct OpenReport {
 
 impl Store {
     /// Opens (creating on first use) the store in the data directory, checking the key.
-    pub async fn open(config: &StoreConfig) -> Result<(Self, OpenReport), StoreError> {
+    /// `lock` is the caller's lock on the data directory, if it holds one: only then may
+    /// opening finish or discard an interrupted key rotation.
+    #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
+    pub async fn open(
+        config: &StoreConfig,
+        lock: Option<&DataDirLock>,
+    ) -> Result<(Self, OpenReport), StoreError> {
         create_private_dir(&config.data_dir)?;
         let database = config.database_path();
+        create_owner_only(&database)?;
         let pool = connect(&database).await?;
         restrict_to_owner(&database)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let (key, report) = keys::unlock(&pool, config, &database).await?;
+        let (key, report) = keys::unlock(&pool, config, &database, lock.is_some()).await?;
         Ok((
             Self {
                 pool,
@@ -140,11 +151,9 @@ impl Store {
         ))
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-    pub fn key(&self) -> &MasterKey {
-        &self.key
+    /// The id of the master key (the key itself never leaves the store).
+    pub fn key_id(&self) -> &str {
+        self.key.id()
     }
     pub fn database_path(&self) -> &Path {
         &self.database
@@ -169,6 +178,9 @@ async fn connect(database: &Path) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted and overwritten content (a rotated-out ciphertext) is zeroed, not left in
+        // free pages.
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(10));
     // An embedded database does not drop connections: no ping before each use.
     Ok(SqlitePoolOptions::new()
@@ -190,6 +202,24 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Creates the database file, owner-only, before SQLite does (under the process's umask).
+fn create_owner_only(database: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+        .open(database)
+        .map(drop)
+        .map_err(|source| StoreError::DataDir {
+            path: database.to_owned(),
+            source,
+        })
 }
 
 /// Makes the database file readable by its owner only (SQLite gives its WAL and shared-

@@ -777,9 +777,10 @@ async fn each_principal_may_do_exactly_what_its_role_and_grants_allow_in_each_fo
         // B's administrator acts on tenant B: allowed there.
         (ListPrincipals, [200, 403, 403, 403, 200]),
         (CreatePrincipal, [201, 403, 403, 403, 201]),
-        // A principal may see itself and make itself tokens.
+        // A principal may see itself and make itself tokens; nobody else makes it one, an
+        // administrator included (the token would let them act as m3).
         (ShowM3, [200, 403, 403, 200, 404]),
-        (CreateTokenForM3, [201, 403, 403, 201, 404]),
+        (CreateTokenForM3, [403, 403, 403, 201, 404]),
         (PatchTenant, [200, 403, 403, 403, 200]),
         (CreateFolder, [201, 403, 403, 403, 201]),
         // Last: the admin's revocation of m4's grant on F1 succeeds.
@@ -855,6 +856,7 @@ async fn each_principal_may_do_exactly_what_its_role_and_grants_allow_in_each_fo
                 (403, GrantOnM1sWorkspace) if who.id == admin.id => {
                     refusal_problem(&ex, &["personal workspace"], &[("folder_id", &m1.personal)])
                 }
+                (403, CreateTokenForM3) => refusal_problem(&ex, &["its own tokens"], &[]),
                 (403, _) => refusal_problem(&ex, &["only an administrator"], &[]),
                 (404, _) => (ex.json()["error"]["code"] != "not_found")
                     .then(|| format!("not the not_found error: {}", ex.text)),
@@ -1066,13 +1068,14 @@ async fn another_tenants_records_answer_exactly_like_records_that_do_not_exist()
         text(&a.invoke(&connection, "echo", json!({"value": 1})).await["invocation"]["id"]);
     let token = text(
         &expect(
-            &a.post(
-                &format!("/v1/principals/{}/tokens", org.m1.id),
-                json!({"name": "ci"}),
-            )
-            .await,
+            &org.m1
+                .post(
+                    &format!("/v1/principals/{}/tokens", org.m1.id),
+                    json!({"name": "ci"}),
+                )
+                .await,
             201,
-            "a token for m1",
+            "m1 makes itself a token",
         )["id"],
     );
     let b_folder = b.create_folder("B's shared").await;
@@ -1622,11 +1625,12 @@ async fn editing_a_connection_changes_what_is_sent_and_new_credentials_reset_its
     assert_eq!(test(admin.clone(), path.clone()).await["status"], "healthy");
 
     // A non-secret field: set, then cleared with null (back to the connector's default).
+    // The base URL decides where the token goes, so the token is given with it.
     let edited = expect(
         &admin
             .patch(
                 &path,
-                json!({"fields": {"base_url": "https://ghe.example.com/api/v3"}}),
+                json!({"fields": {"base_url": "https://ghe.example.com/api/v3", "token": "good-token"}}),
             )
             .await,
         200,
@@ -1639,7 +1643,10 @@ async fn editing_a_connection_changes_what_is_sent_and_new_credentials_reset_its
     assert_eq!(edited["secrets"]["token"], true, "the token is kept");
     let edited = expect(
         &admin
-            .patch(&path, json!({"fields": {"base_url": null}}))
+            .patch(
+                &path,
+                json!({"fields": {"base_url": null, "token": "good-token"}}),
+            )
             .await,
         200,
         "clear the base URL",
@@ -1685,7 +1692,7 @@ async fn editing_a_connection_changes_what_is_sent_and_new_credentials_reset_its
 }
 
 #[tokio::test]
-async fn switching_the_auth_scheme_keeps_the_values_the_new_scheme_uses() {
+async fn a_stored_secret_never_follows_a_change_of_where_credentials_go() {
     let _running = running();
     let admin = new_tenant(shared(), "switch").await;
     let api = Api::start("unused").await;
@@ -1698,9 +1705,49 @@ async fn switching_the_auth_scheme_keeps_the_values_the_new_scheme_uses() {
     let path = format!("/v1/connections/{id}");
     let request = |path: &'static str| json!({"path": path});
 
-    // From the key in a header to the key in the query: the key is the same field.
-    let edited = expect(
+    // Pointing the connection elsewhere without the key: refused, nothing changed. An
+    // editor who does not know the key cannot send it to a host of their choosing.
+    let error = expect_error(
+        &admin
+            .patch(
+                &path,
+                json!({"fields": {"base_url": "https://elsewhere.test"}}),
+            )
+            .await,
+        400,
+        "invalid_request",
+        "move the base URL without the key",
+    );
+    assert_eq!(error["details"]["field"], "fields.api_key", "{error}");
+    assert!(
+        text(&error["message"]).contains("fields.base_url"),
+        "{error}"
+    );
+    let unchanged = expect(&admin.get(&path).await, 200, "read it");
+    assert_eq!(unchanged["fields"]["base_url"], api.base_url, "{unchanged}");
+    // Other edits keep the key.
+    expect(
+        &admin.patch(&path, json!({"name": "web 2"})).await,
+        200,
+        "rename",
+    );
+
+    // Moving the key from a header to the query changes where it travels: it must be
+    // given again too.
+    let error = expect_error(
         &admin.patch(&path, json!({"auth": "api-key-query"})).await,
+        400,
+        "invalid_request",
+        "move the key to the query without it",
+    );
+    assert_eq!(error["details"]["field"], "fields.api_key", "{error}");
+    let edited = expect(
+        &admin
+            .patch(
+                &path,
+                json!({"auth": "api-key-query", "fields": {"api_key": "key-1"}}),
+            )
+            .await,
         200,
         "move the key to the query",
     );
@@ -2514,13 +2561,27 @@ async fn requests_without_a_valid_token_are_401() {
         "the member's other token still works",
     );
 
-    // An administrator revokes a member's token; the member cannot revoke the admin's.
-    let made = expect(
+    // An administrator cannot make a member a token (it would let them act as the
+    // member), but revokes the member's; the member cannot revoke the admin's.
+    let error = expect_error(
         &admin
             .post(&format!("/v1/principals/{}/tokens", member.id), json!({}))
             .await,
-        201,
+        403,
+        "forbidden",
         "the admin makes the member a token",
+    );
+    says(
+        &error["message"],
+        &["its own tokens"],
+        "a token for another",
+    );
+    let made = expect(
+        &member
+            .post(&format!("/v1/principals/{}/tokens", member.id), json!({}))
+            .await,
+        201,
+        "the member makes itself another token",
     );
     assert_eq!(made["name"], Value::Null);
     let third = member.with_token("the member's third token", Some(&text(&made["token"])));

@@ -1904,3 +1904,106 @@ fn serve_help_documents_every_setting_and_its_variable() {
         assert!(help.contains(mention), "`{mention}` missing from:\n{help}");
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_command_during_a_rotation_leaves_the_pending_key_alone() {
+    let dir = scratch("rotate-concurrent-admin");
+    let secret = "ghp_RotationInProgress_1d9e";
+    let api = Api::start(secret).await;
+    let (admin_token, connection) = store_with_a_secret(&dir, secret, &api).await;
+    // A rotation in progress elsewhere: its new key is written, its commit not yet made.
+    let pending = generate_key();
+    write_key(&pending_key_file(&dir), &pending, 0o600);
+
+    // An offline command does not hold the data directory: it must not "repair" the
+    // rotation by deleting the only copy of the key about to be committed.
+    blocking(|| create_tenant(bin(), &dir, "globex", "grace"));
+    assert_eq!(
+        read(&pending_key_file(&dir)).trim(),
+        pending,
+        "the pending key was touched by a command without the lock"
+    );
+
+    // The service holds the lock: the rotation is over (never committed), so it discards
+    // the stale key and keeps the store's.
+    let mut service = start(&dir, &[]);
+    assert!(!pending_key_file(&dir).exists());
+    invoke_works(&service, &service.client(&admin_token), &connection).await;
+    stop(&mut service);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_by_the_upstream_stays_out_of_responses_records_and_the_database() {
+    let dir = scratch("echoed-secret");
+    let secret = "tok-EchoedByUpstream-93b1c7";
+    let api = Api::start("unused").await;
+    let admin_token = admin_token(&dir);
+    let mut service = start(&dir, &[]);
+    let client = service.client(&admin_token);
+    let body = json!({
+        "connector": "http",
+        "name": "careless",
+        "auth": "bearer",
+        "fields": {"base_url": api.base_url, "token": secret},
+    });
+    let connection = check(&service, &client.post("/v1/connections", body).await, 201);
+
+    // The upstream answers 401 and repeats the token: as an error…
+    let failed = invoke(
+        &client,
+        &connection,
+        "request",
+        json!({"path": "/echo-credentials"}),
+    )
+    .await;
+    assert_eq!(failed.status.as_u16(), 502, "{}", failed.text);
+    // …and as a response the connector returns.
+    let returned = check(
+        &service,
+        &invoke(
+            &client,
+            &connection,
+            "request",
+            json!({"path": "/echo-credentials", "allow_error_status": true}),
+        )
+        .await,
+        200,
+    );
+    assert!(
+        returned.to_string().contains("Bearer [redacted]"),
+        "{returned}"
+    );
+    // The upstream did get the token; nothing that came back carries it.
+    assert!(
+        api.seen()
+            .iter()
+            .all(|r| r.headers["authorization"] == format!("Bearer {secret}"))
+    );
+    let listed = client.get("/v1/invocations").await;
+    let tested = client
+        .post(
+            &format!("/v1/connections/{}/test", text(&connection["id"])),
+            json!({}),
+        )
+        .await;
+    for exchange in [&failed, &listed, &tested] {
+        assert!(
+            !exchange.text.contains(secret) && !exchange.headers.contains(secret),
+            "{} {}: {}",
+            exchange.method,
+            exchange.path,
+            exchange.text
+        );
+    }
+    assert!(!returned.to_string().contains(secret));
+    stop(&mut service);
+    for (path, bytes) in files_under(&dir) {
+        assert!(
+            !contains(&bytes, secret),
+            "the secret is in {} in clear",
+            path.display()
+        );
+    }
+    assert!(!service.logs().contains(secret));
+}

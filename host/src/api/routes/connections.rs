@@ -294,12 +294,30 @@ pub async fn update(
         .map(|(k, v)| (k.clone(), Secret::new(v.as_str())))
         .collect();
     let auth = request.auth.clone().unwrap_or_else(|| record.auth.clone());
-    values.extend(service.store.connection_secrets(&record.id).await?);
+    let stored_secrets = service.store.connection_secrets(&record.id).await?;
+    let kept_secrets: Vec<String> = stored_secrets.keys().cloned().collect();
+    values.extend(stored_secrets);
+    let manifest = loaded.connector.manifest();
+    if let Some(changed) = destination_change(manifest, &record, &auth, request.fields.as_ref()) {
+        // Where the credentials go changes: a stored secret must not follow silently (an
+        // editor who does not know it could otherwise send it to a host of their choice).
+        let supplied = request.fields.as_ref();
+        if let Some(missing) = kept_secrets.iter().find(|name| {
+            manifest.field(name).is_some_and(|f| f.applies_to(&auth))
+                && !supplied.is_some_and(|f| f.get(*name).is_some_and(Option::is_some))
+        }) {
+            return Err(ApiError::invalid_field(
+                &format!("fields.{missing}"),
+                format!(
+                    "changing `{changed}` changes where this connection's credentials are sent; give `{missing}` again in the same request"
+                ),
+            ));
+        }
+    }
     if auth != record.auth {
         // A new scheme starts from the values it shares with the old one (secret ones
         // included: `api_key` moving from a header to the query stays the same key): drop
         // the fields that do not belong to it.
-        let manifest = loaded.connector.manifest();
         values.retain(|name, _| manifest.field(name).is_some_and(|f| f.applies_to(&auth)));
     }
     for (name, value) in request.fields.unwrap_or_default() {
@@ -341,6 +359,32 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("connection", &id))?;
     Ok(Json(view(&service, record)))
+}
+
+/// The setting an edit changes that decides where credentials are sent: the auth scheme, or
+/// a field an allowed-host pattern is built from.
+fn destination_change(
+    manifest: &crate::runtime::Manifest,
+    record: &ConnectionRecord,
+    auth: &str,
+    fields: Option<&BTreeMap<String, Option<Secret>>>,
+) -> Option<String> {
+    if auth != record.auth {
+        return Some("auth".into());
+    }
+    let host_fields: Vec<&str> = manifest
+        .allowed_hosts
+        .iter()
+        .flat_map(|p| crate::capabilities::allowed_hosts::placeholders(p))
+        .collect();
+    fields?
+        .iter()
+        .find(|(name, value)| {
+            host_fields.contains(&name.as_str())
+                && value.as_ref().map(Secret::expose)
+                    != record.fields.get(*name).map(String::as_str)
+        })
+        .map(|(name, _)| format!("fields.{name}"))
 }
 
 pub async fn delete(

@@ -131,7 +131,15 @@ pub async fn create_token(
     Body(request): Body<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     let principal = principal_of_tenant(&service, &caller, &id).await?;
-    caller.require_self_or_admin(&id, "create tokens for other principals")?;
+    // Only for oneself: a token minted for someone else would let its holder act as them,
+    // in their personal workspace too. An administrator can revoke others' tokens.
+    if caller.principal.id != id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a principal creates its own tokens; an administrator can revoke another principal's tokens, not create them",
+        ));
+    }
     if let Some(name) = &request.name {
         check_name("name", name)?;
     }
