@@ -102,36 +102,36 @@ const SELECT: &str = "SELECT c.*, \
      AS secrets_set FROM connections c";
 
 fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
-    let fields: String = r.get("fields");
+    let fields: String = r.try_get("fields")?;
     let fields = serde_json::from_str(&fields)
         .map_err(|e| StoreError::Corrupt(format!("connection fields: {e}")))?;
-    let secrets_set: Option<String> = r.get("secrets_set");
+    let secrets_set: Option<String> = r.try_get("secrets_set")?;
     let mut secrets_set: Vec<String> = secrets_set
         .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
         .unwrap_or_default();
     secrets_set.sort();
-    let status: &str = r.get("health");
-    let poll: Option<i64> = r.get("poll_interval_seconds");
+    let status: &str = r.try_get("health")?;
+    let poll: Option<i64> = r.try_get("poll_interval_seconds")?;
     Ok(ConnectionRecord {
-        id: r.get("id"),
-        tenant_id: r.get("tenant_id"),
-        folder_id: r.get("folder_id"),
-        created_by: r.get("created_by"),
-        connector: r.get("connector"),
-        auth: r.get("auth"),
-        name: r.get("name"),
-        description: r.get("description"),
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        folder_id: r.try_get("folder_id")?,
+        created_by: r.try_get("created_by")?,
+        connector: r.try_get("connector")?,
+        auth: r.try_get("auth")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
         fields,
         secrets_set,
         poll_interval_seconds: poll.and_then(|p| u32::try_from(p).ok()),
         health: Health {
             status: HealthStatus::parse(status)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown health `{status}`")))?,
-            reason: r.get("health_reason"),
-            checked_at: r.get("health_checked_at"),
+            reason: r.try_get("health_reason")?,
+            checked_at: r.try_get("health_checked_at")?,
         },
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
@@ -313,11 +313,11 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let field: String = r.get("field");
+                let field: String = r.try_get("field")?;
                 let sealed = Sealed {
-                    key_id: r.get("key_id"),
-                    nonce: r.get("nonce"),
-                    ciphertext: r.get("ciphertext"),
+                    key_id: r.try_get("key_id")?,
+                    nonce: r.try_get("nonce")?,
+                    ciphertext: r.try_get("ciphertext")?,
                 };
                 let value = self.key.open_secret(&secret_aad(id, &field), &sealed)?;
                 Ok((field, value))

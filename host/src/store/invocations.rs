@@ -41,26 +41,26 @@ pub struct InvocationFilter {
     pub outcome: Option<String>,
 }
 
-fn row(r: &SqliteRow) -> InvocationRecord {
-    let outcome: String = r.get("outcome");
-    let message: Option<String> = r.get("error_message");
-    InvocationRecord {
-        id: r.get("id"),
-        tenant_id: r.get("tenant_id"),
-        principal_id: r.get("principal_id"),
-        connection_id: r.get("connection_id"),
-        folder_id: r.get("folder_id"),
-        connector: r.get("connector"),
-        connector_version: r.get("connector_version"),
-        action: r.get("action"),
-        started_at: r.get("started_at"),
-        duration_ms: r.get("duration_ms"),
+fn row(r: &SqliteRow) -> Result<InvocationRecord, StoreError> {
+    let outcome: String = r.try_get("outcome")?;
+    let message: Option<String> = r.try_get("error_message")?;
+    Ok(InvocationRecord {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        principal_id: r.try_get("principal_id")?,
+        connection_id: r.try_get("connection_id")?,
+        folder_id: r.try_get("folder_id")?,
+        connector: r.try_get("connector")?,
+        connector_version: r.try_get("connector_version")?,
+        action: r.try_get("action")?,
+        started_at: r.try_get("started_at")?,
+        duration_ms: r.try_get("duration_ms")?,
         error: message.map(|message| InvocationError {
             code: outcome.clone(),
             message,
         }),
         outcome,
-    }
+    })
 }
 
 /// Records invocations with group commit: concurrent invocations share one transaction
@@ -147,7 +147,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(r.as_ref().map(row))
+        r.as_ref().map(row).transpose()
     }
 
     /// Newest first.
@@ -197,8 +197,7 @@ impl Store {
             .bind(i64::from(page.limit) + 1)
             .fetch_all(&self.pool)
             .await?;
-        Ok(page_of(rows.iter().map(row).collect(), page.limit, |i| {
-            &i.id
-        }))
+        let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        Ok(page_of(items, page.limit, |i| &i.id))
     }
 }

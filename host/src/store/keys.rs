@@ -44,11 +44,14 @@ async fn stored_check(pool: &SqlitePool) -> Result<Option<Sealed>, StoreError> {
     let row = sqlx::query("SELECT key_id, nonce, ciphertext FROM store_key WHERE singleton = 1")
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(|r| Sealed {
-        key_id: r.get("key_id"),
-        nonce: r.get("nonce"),
-        ciphertext: r.get("ciphertext"),
-    }))
+    row.map(|r| {
+        Ok(Sealed {
+            key_id: r.try_get("key_id")?,
+            nonce: r.try_get("nonce")?,
+            ciphertext: r.try_get("ciphertext")?,
+        })
+    })
+    .transpose()
 }
 
 fn opens(key: &MasterKey, check: &Sealed) -> bool {
@@ -198,13 +201,13 @@ impl super::Store {
         .await?;
         let count = rows.len();
         for row in rows {
-            let connection_id: String = row.get("connection_id");
-            let field: String = row.get("field");
+            let connection_id: String = row.try_get("connection_id")?;
+            let field: String = row.try_get("field")?;
             let aad = super::connections::secret_aad(&connection_id, &field);
             let sealed = Sealed {
-                key_id: row.get("key_id"),
-                nonce: row.get("nonce"),
-                ciphertext: row.get("ciphertext"),
+                key_id: row.try_get("key_id")?,
+                nonce: row.try_get("nonce")?,
+                ciphertext: row.try_get("ciphertext")?,
             };
             let clear = self.key.open(&aad, &sealed)?;
             let resealed = new.seal(&aad, &clear)?;

@@ -156,13 +156,14 @@ fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn tenant_row(r: &SqliteRow) -> Tenant {
-    Tenant {
-        id: r.get("id"),
-        name: r.get("name"),
-        members_can_create_shared_connections: r.get("members_can_create_shared_connections"),
-        created_at: r.get("created_at"),
-    }
+fn tenant_row(r: &SqliteRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        members_can_create_shared_connections: r
+            .try_get("members_can_create_shared_connections")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 const PRINCIPAL_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, p.created_at, \
@@ -171,17 +172,17 @@ const PRINCIPAL_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, p.crea
 
 fn principal_row(r: &SqliteRow) -> Result<Principal, StoreError> {
     Ok(Principal {
-        id: r.get("id"),
-        tenant_id: r.get("tenant_id"),
-        name: r.get("name"),
-        role: Role::parse(r.get("role"))?,
-        personal_folder_id: r.get("personal_folder_id"),
-        created_at: r.get("created_at"),
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        name: r.try_get("name")?,
+        role: Role::parse(r.try_get("role")?)?,
+        personal_folder_id: r.try_get("personal_folder_id")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
 fn folder_row(r: &SqliteRow) -> Result<Folder, StoreError> {
-    let kind = match r.get::<&str, _>("kind") {
+    let kind = match r.try_get::<&str, _>("kind")? {
         "shared" => FolderKind::Shared,
         "personal" => FolderKind::Personal,
         other => {
@@ -191,12 +192,12 @@ fn folder_row(r: &SqliteRow) -> Result<Folder, StoreError> {
         }
     };
     Ok(Folder {
-        id: r.get("id"),
-        tenant_id: r.get("tenant_id"),
-        name: r.get("name"),
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        name: r.try_get("name")?,
         kind,
-        owner_id: r.get("owner_id"),
-        created_at: r.get("created_at"),
+        owner_id: r.try_get("owner_id")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -234,7 +235,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(tenant_row))
+        row.as_ref().map(tenant_row).transpose()
     }
 
     pub async fn update_tenant(
@@ -408,7 +409,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((folder_row(r)?, Permissions::from_bits(r.get("granted")))))
+            .map(|r| {
+                Ok((
+                    folder_row(r)?,
+                    Permissions::from_bits(r.try_get("granted")?),
+                ))
+            })
             .collect()
     }
 
@@ -436,14 +442,15 @@ impl Store {
         .bind(folder_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Grant {
-                folder_id: r.get("folder_id"),
-                principal_id: r.get("principal_id"),
-                permissions: Permissions::from_bits(r.get("permissions")),
+        rows.iter()
+            .map(|r| {
+                Ok(Grant {
+                    folder_id: r.try_get("folder_id")?,
+                    principal_id: r.try_get("principal_id")?,
+                    permissions: Permissions::from_bits(r.try_get("permissions")?),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn set_grant(&self, grant: &Grant) -> Result<(), StoreError> {
