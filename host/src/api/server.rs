@@ -70,8 +70,8 @@ fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
 
 /// Runs the service until it is asked to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let _lock = DataDirLock::acquire(&config.store.data_dir)?;
-    let (store, report) = Store::open(&config.store, Some(&_lock)).await?;
+    let lock = DataDirLock::acquire(&config.store.data_dir)?;
+    let (store, report) = Store::open(&config.store, Some(&lock)).await?;
     if let Some(path) = &report.created_key_file {
         tracing::warn!(
             key_file = %path.display(),

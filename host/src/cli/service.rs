@@ -98,8 +98,8 @@ pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {
                     database: config.database_path(),
                 });
             }
-            let _lock = DataDirLock::acquire(&config.data_dir)?;
-            let (mut store, _) = Store::open(&config, Some(&_lock)).await?;
+            let lock = DataDirLock::acquire(&config.data_dir)?;
+            let (mut store, _) = Store::open(&config, Some(&lock)).await?;
             let report = store.rotate_key(&key_file).await?;
             store.close().await;
             println!(
