@@ -112,8 +112,8 @@ pub(super) async fn unlock(
                     key
                 }
                 (Some(check), false) => {
-                    // The key file is gone; a rotation may have stopped between removing
-                    // nothing and renaming: accept the pending key if it is the store's.
+                    // The key file is gone: the pending key of an interrupted rotation is
+                    // accepted if it is the store's; otherwise the key is missing.
                     if pending.exists() {
                         let new = MasterKey::read_file(&pending)?;
                         if opens(&new, check) {
