@@ -170,6 +170,13 @@ const PRINCIPAL_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, p.crea
      f.id AS personal_folder_id FROM principals p \
      JOIN folders f ON f.owner_id = p.id AND f.kind = 'personal'";
 
+/// [`PRINCIPAL_SELECT`] with the tenant's columns; join `tenants n`.
+const PRINCIPAL_SELECT_WITH_TENANT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, \
+     p.created_at, f.id AS personal_folder_id, n.name AS tenant_name, \
+     n.members_can_create_shared_connections AS tenant_members_create, \
+     n.created_at AS tenant_created_at FROM principals p \
+     JOIN folders f ON f.owner_id = p.id AND f.kind = 'personal'";
+
 fn principal_row(r: &SqliteRow) -> Result<Principal, StoreError> {
     Ok(Principal {
         id: r.try_get("id")?,
@@ -314,20 +321,25 @@ impl Store {
         &self,
         token: &str,
     ) -> Result<Option<(Principal, Tenant)>, StoreError> {
+        // One query on every authenticated request: the principal and its tenant together.
         let row = sqlx::query(&format!(
-            "{PRINCIPAL_SELECT} JOIN api_tokens t ON t.principal_id = p.id \
+            "{PRINCIPAL_SELECT_WITH_TENANT} JOIN api_tokens t ON t.principal_id = p.id \
+             JOIN tenants n ON n.id = p.tenant_id \
              WHERE t.token_hash = ? AND t.revoked_at IS NULL"
         ))
         .bind(token_hash(token))
         .fetch_optional(&self.pool)
         .await?;
-        let Some(principal) = row.as_ref().map(principal_row).transpose()? else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let tenant = self
-            .tenant(&principal.tenant_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a principal without its tenant".into()))?;
+        let principal = principal_row(&row)?;
+        let tenant = Tenant {
+            id: principal.tenant_id.clone(),
+            name: row.try_get("tenant_name")?,
+            members_can_create_shared_connections: row.try_get("tenant_members_create")?,
+            created_at: row.try_get("tenant_created_at")?,
+        };
         Ok(Some((principal, tenant)))
     }
 
