@@ -4,8 +4,9 @@
 CARGO ?= cargo
 WASM_DIR := target/wasm/wasm32-wasip2/release
 CONNECTORS := junction-http junction-github
+OAUTH_SERVER := tests/servers/oauth
 
-.PHONY: run test setup connectors lint bench
+.PHONY: run test setup test-servers connectors lint bench
 
 DATA_DIR ?= junction-data
 
@@ -17,12 +18,20 @@ run: connectors
 		--connectors $(WASM_DIR)/junction_http.wasm:$(WASM_DIR)/junction_github.wasm
 
 ## test: the whole suite, as CI runs it: formatting, lints, unit and end-to-end tests.
-test: setup lint
+test: setup test-servers lint
 	$(CARGO) test --workspace --all-targets
 
 ## setup: the WebAssembly target connectors are built for.
 setup:
 	rustup target add wasm32-wasip2
+
+## test-servers: the npm packages of the OAuth 2.0 server the tests start (exactly those of
+## its package-lock.json; reinstalled only when that file or package.json is newer than the
+## installed tree).
+test-servers: $(OAUTH_SERVER)/node_modules/.package-lock.json
+
+$(OAUTH_SERVER)/node_modules/.package-lock.json: $(OAUTH_SERVER)/package.json $(OAUTH_SERVER)/package-lock.json
+	npm ci --prefix $(OAUTH_SERVER) --no-audit --no-fund
 
 connectors: setup
 	CARGO_PROFILE_RELEASE_LTO=thin $(CARGO) build --release --target wasm32-wasip2 --target-dir target/wasm $(addprefix -p ,$(CONNECTORS))
@@ -31,6 +40,8 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: the isolated-invocation benchmark (p50/p99, wasm beside native).
-bench: setup
+## bench: the isolated-invocation benchmark (p50/p99, wasm beside native), and an expired
+## OAuth token under 1,000 concurrent invocations (one token request, the added latency).
+bench: setup test-servers
 	$(CARGO) bench -p junction-tests --bench invoke
+	$(CARGO) bench -p junction-tests --bench oauth

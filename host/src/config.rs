@@ -6,6 +6,7 @@ use crate::runtime::{EngineOptions, Limits};
 use crate::store::{KEY_FILE, KeySource, StoreConfig};
 use clap::Args;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +48,12 @@ pub struct ServeArgs {
         value_delimiter = ':'
     )]
     pub connectors: Vec<PathBuf>,
+    /// The address users' browsers reach this service at, such as
+    /// `https://junction.example.com`; OAuth providers redirect to
+    /// `<public-url>/v1/oauth/callback`, which must be registered in each OAuth app
+    /// [default: http://<listen>].
+    #[arg(long, env = "JUNCTION_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "JUNCTION_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -91,8 +98,28 @@ struct FileConfig {
     health_check_interval: Option<u64>,
     shutdown_grace: Option<u64>,
     max_instances: Option<u32>,
+    public_url: Option<String>,
     #[serde(default)]
     limits: FileLimits,
+    /// The service's own OAuth apps, by connector name.
+    #[serde(default)]
+    oauth_apps: BTreeMap<String, FileOAuthApp>,
+}
+
+/// `[oauth_apps.<connector>]`: the OAuth app this service registered at a connector's
+/// provider, used by connections that do not bring their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOAuthApp {
+    client_id: String,
+    /// The secret itself…
+    client_secret: Option<String>,
+    /// …or the environment variable holding it.
+    client_secret_env: Option<String>,
+    /// The provider's endpoints, when the connector's depend on connection fields: the
+    /// service's secret is sent only to endpoints named here.
+    authorize_url: Option<String>,
+    token_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +161,9 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     pub engine: EngineOptions,
     pub limits: Limits,
+    /// Where browsers reach the service (no trailing `/`); `None`: the address it listens on.
+    pub public_url: Option<String>,
+    pub oauth_apps: BTreeMap<String, OAuthApp>,
 }
 
 fn seconds(setting: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -242,6 +272,54 @@ impl ServeArgs {
                 .max_memory_bytes
                 .max(limits.memory_bytes),
         };
+        let public_url = match self.public_url.clone().or(file.public_url.clone()) {
+            Some(u) => {
+                let parsed = url::Url::parse(&u).map_err(|e| ConfigError::Invalid {
+                    setting: "public_url",
+                    message: format!("`{u}` is not an absolute URL: {e}"),
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::Invalid {
+                        setting: "public_url",
+                        message: format!("`{u}` must be an http or https URL"),
+                    });
+                }
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            None => None,
+        };
+        let mut oauth_apps = BTreeMap::new();
+        for (connector, app) in &file.oauth_apps {
+            let client_secret = match (&app.client_secret, &app.client_secret_env) {
+                (Some(s), None) => Some(Secret::new(s.as_str())),
+                (None, Some(var)) => Some(Secret::new(std::env::var(var).map_err(|_| {
+                    ConfigError::Invalid {
+                        setting: "oauth_apps",
+                        message: format!(
+                            "[oauth_apps.{connector}] reads its client secret from ${var}, which is not set"
+                        ),
+                    }
+                })?)),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "oauth_apps",
+                        message: format!(
+                            "[oauth_apps.{connector}] sets both client_secret and client_secret_env; keep one"
+                        ),
+                    });
+                }
+            };
+            oauth_apps.insert(
+                connector.clone(),
+                OAuthApp {
+                    client_id: app.client_id.clone(),
+                    client_secret,
+                    authorize_url: app.authorize_url.clone(),
+                    token_url: app.token_url.clone(),
+                },
+            );
+        }
         let health = self
             .health_check_interval
             .or(file.health_check_interval)
@@ -263,8 +341,19 @@ impl ServeArgs {
             ),
             engine,
             limits,
+            public_url,
+            oauth_apps,
         })
     }
+}
+
+/// The service's own OAuth app for a connector.
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
 }
 
 /// The key file when one was named (it wins, like any explicit setting), else the key in

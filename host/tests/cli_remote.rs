@@ -486,3 +486,134 @@ async fn list_follows_the_pages_and_stops_at_the_limit() {
     let healthy = ok(&junction.run(&["connection", "list", "--health", "healthy"], &[]));
     assert_eq!(healthy, "No connections.\n");
 }
+
+/// `junction connection create` with the authorization code grant prints the consent URL
+/// and waits; once the user consents (here the test's browser, in the user's stead), it
+/// says the connection is authorized. `reconnect` does the same and keeps the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_connection_is_created_and_reconnected_through_the_consent_from_the_command_line()
+{
+    use junction_tests::browser::Browser;
+    use junction_tests::oauth::OAuthServer;
+    use junction_tests::resource::Resource;
+    use std::io::{BufRead as _, BufReader};
+
+    let oauth = tokio::task::block_in_place(OAuthServer::start);
+    let resource = Resource::start(&oauth).await;
+    let junction = Running::start("cli-oauth");
+    let app = oauth
+        .register_client(serde_json::json!({
+            "redirect_uris": [format!("{}/v1/oauth/callback", junction.service.url)],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }))
+        .await;
+    let issuer = format!("issuer={}", oauth.issuer());
+    let base = format!("base_url={}", resource.base_url);
+    let client_id = format!("client_id={}", app.client_id);
+
+    // Runs a waiting command, consents at the URL it prints, and returns its output.
+    async fn consent_through(junction: &Running, args: &[&str], secret: &str) -> (String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
+            .args(args)
+            .env("JUNCTION_SERVER", &junction.service.url)
+            .env("JUNCTION_TOKEN", &junction.token)
+            .env("APP_SECRET", secret)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = String::new();
+        let url = tokio::task::block_in_place(|| {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                assert!(
+                    stdout.read_line(&mut line).unwrap() > 0,
+                    "no URL in: {printed}"
+                );
+                printed.push_str(&line);
+                if let Some(url) = line.trim().strip_prefix("http") {
+                    return format!("http{url}");
+                }
+            }
+        });
+        let page = Browser::new().consent(&url, "ann").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let out = tokio::task::block_in_place(|| {
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+            printed.push_str(&rest);
+            child.wait_with_output().unwrap()
+        });
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{printed}\n{stderr}");
+        (printed, stderr)
+    }
+
+    let (printed, stderr) = consent_through(
+        &junction,
+        &[
+            "connection",
+            "create",
+            "--connector",
+            "probe",
+            "--name",
+            "crm",
+            "--auth",
+            "oauth",
+            "--field",
+            &issuer,
+            "--field",
+            &base,
+            "--field",
+            &client_id,
+            "--field-env",
+            "client_secret=APP_SECRET",
+        ],
+        &app.client_secret,
+    )
+    .await;
+    assert!(printed.contains("Open this URL in a browser"), "{printed}");
+    assert!(printed.contains("Authorized: con_"), "{printed}");
+    assert!(stderr.contains("Waiting for the consent"), "{stderr}");
+    assert!(!printed.contains(&app.client_secret) && !stderr.contains(&app.client_secret));
+    let id = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("con_"))
+        .unwrap()
+        .trim_end_matches(['.', ':'])
+        .to_owned();
+
+    let (printed, _) = consent_through(
+        &junction,
+        &["connection", "reconnect", &id],
+        &app.client_secret,
+    )
+    .await;
+    assert!(printed.contains(&format!("Authorized: {id}")), "{printed}");
+    assert_eq!(oauth.grants("authorization_code", &app.client_id), 2);
+
+    // Reconnecting a connection that is not OAuth says what to do instead.
+    let out = junction.run(
+        &[
+            "connection",
+            "create",
+            "--connector",
+            "probe",
+            "--name",
+            "plain",
+            "--auth",
+            "none",
+            "--field",
+            &base,
+            "--json",
+        ],
+        &[],
+    );
+    let plain = json(&out)["id"].as_str().unwrap().to_owned();
+    let out = junction.run(&["connection", "reconnect", &plain], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("PATCH"), "{}", text(&out.stderr));
+}

@@ -17,22 +17,11 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use junction::api::{Metrics, Service, router};
-use junction::catalog::Catalog;
-use junction::runtime::{EngineOptions, Limits, Runtime};
-use junction::store::{InvocationLog, KeySource, Store, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use junction_tests::bench_arg as arg;
 
 async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -114,34 +103,11 @@ fn main() {
     rt.block_on(async move {
         let upstream = serve(axum::Router::new().route("/ping", get(|| async { "pong" }))).await;
 
-        let dir = std::env::temp_dir().join(format!("junction-bench-api-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config = StoreConfig {
-            data_dir: dir.clone(),
-            key: KeySource::File(dir.join("junction.key")),
-        };
-        let (store, _) = Store::open(&config, None).await.unwrap();
-        let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
-        let catalog = Catalog::load(
-            &runtime,
-            &[junction_tests::components::HTTP.into()],
-            |_, _| {},
-        )
-        .await
-        .unwrap();
-        let (_, _, token) = store.create_tenant("bench", "ada").await.unwrap();
-        let token = token.token.expose().to_owned();
-        let (invocations, _writer) = InvocationLog::start(store.clone());
-        let service = Arc::new(Service {
-            store,
-            runtime,
-            catalog,
-            metrics: Metrics::new(),
-            invocations,
-            max_body_bytes: 1 << 20,
-            cut: tokio::sync::watch::channel(false).0,
-        });
-        let junction = serve(router(service)).await;
+        let service =
+            junction_tests::inprocess::InProcess::start("api", &[junction_tests::components::HTTP])
+                .await;
+        let junction = service.addr;
+        let token = service.token.clone();
 
         let api = junction_tests::service::Client::new(&format!("http://{junction}"), Some(&token));
         let created = api
@@ -201,6 +167,5 @@ fn main() {
             "ratio                       {:>8.1}%",
             100.0 * j.per_second / d.per_second
         );
-        let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -1,11 +1,16 @@
 //! Shared pieces of the end-to-end tests: the built components, one engine per test
-//! binary, a local HTTP API to call, and a capture of everything logged.
+//! binary, a local HTTP API to call, a capture of everything logged, and for OAuth 2.0 a
+//! real authorization server, a browser that consents, and a resource API it protects.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod api;
+pub mod browser;
+pub mod inprocess;
 pub mod logs;
+pub mod oauth;
 pub mod openapi;
+pub mod resource;
 pub mod service;
 
 use junction::runtime::{
@@ -56,4 +61,14 @@ pub async fn connector(path: &str) -> Connector {
 pub fn connection(connector: &Connector, spec: serde_json::Value) -> Arc<PreparedConnection> {
     let spec: ConnectionSpec = serde_json::from_value(spec).unwrap();
     connector.prepare(&spec).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A benchmark's numeric flag (`--name N`), or `default`.
+pub fn bench_arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -81,9 +81,25 @@ impl ApiError {
                 (StatusCode::BAD_GATEWAY, connector)
             }
             InvokeError::Host { connector, .. } => (StatusCode::INTERNAL_SERVER_ERROR, connector),
+            InvokeError::Credentials { connector, failure } => (
+                match failure {
+                    crate::credentials::CredentialFailure::NeedsReauthentication { .. } => {
+                        StatusCode::CONFLICT
+                    }
+                    crate::credentials::CredentialFailure::Unavailable { .. } => {
+                        StatusCode::BAD_GATEWAY
+                    }
+                },
+                connector,
+            ),
+        };
+        let source = if matches!(error, InvokeError::Credentials { .. }) {
+            "connection"
+        } else {
+            "connector"
         };
         let mut api = Self::new(status, &code, message)
-            .detail("source", "connector")
+            .detail("source", source)
             .detail("connector", connector.to_string())
             .detail("invocation_id", invocation_id);
         if let InvokeError::Connector {

@@ -31,6 +31,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Service {
     pub store: Store,
     pub runtime: Runtime,
+    /// OAuth apps, grants and the renewal of tokens.
+    pub oauth: Arc<crate::auth::OAuth>,
     pub catalog: Catalog,
     pub metrics: Metrics,
     /// Where invocation records are written (group commit).
@@ -49,7 +51,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The API's routes.
 pub fn router(service: AppState) -> Router {
     let max_body_bytes = service.max_body_bytes;
-    use routes::{connections, connectors, folders, invocations, system, tenancy};
+    use routes::{connections, connectors, folders, invocations, oauth, system, tenancy};
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -90,6 +92,12 @@ pub fn router(service: AppState) -> Router {
                 .delete(connections::delete),
         )
         .route("/v1/connections/{id}/test", post(connections::test))
+        .route(
+            "/v1/connections/{id}/reconnect",
+            post(connections::reconnect),
+        )
+        .route("/v1/oauth/callback", get(oauth::callback))
+        .route("/v1/oauth/redirect-uri", get(oauth::redirect_uri))
         .route(
             "/v1/connections/{id}/invocations",
             post(connections::invoke),

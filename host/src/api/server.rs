@@ -94,17 +94,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "no connectors loaded; pass component files or directories with --connectors"
         );
     }
-    let (invocations, invocation_writer) = InvocationLog::start(store.clone());
-    let service = Arc::new(Service {
-        store: store.clone(),
-        invocations,
-        runtime,
-        catalog,
-        metrics: Metrics::new(),
-        max_body_bytes: config.max_body_bytes,
-        cut: tokio::sync::watch::channel(false).0,
-    });
-
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -112,8 +101,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     let address = listener.local_addr().map_err(ServeError::Serve)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let oauth = crate::auth::OAuth::new(
+        store.clone(),
+        crate::capabilities::http::HttpClient::new(config.limits.connect_timeout),
+        config.oauth_apps.clone(),
+        format!("{public_url}/v1/oauth/callback"),
+    );
+    let (invocations, invocation_writer) = InvocationLog::start(store.clone());
+    let service = Arc::new(Service {
+        store: store.clone(),
+        invocations,
+        runtime,
+        oauth: Arc::new(oauth),
+        catalog,
+        metrics: Metrics::new(),
+        max_body_bytes: config.max_body_bytes,
+        cut: tokio::sync::watch::channel(false).0,
+    });
+
     let stop_requested = stop_signal();
-    tracing::info!(address = %address, url = %format!("http://{address}"), "listening");
+    tracing::info!(address = %address, url = %format!("http://{address}"), redirect_uri = service.oauth.redirect_uri(), "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health = config.health_check_interval.map(|interval| {

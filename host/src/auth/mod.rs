@@ -1,5 +1,10 @@
 //! Auth types: from a connector's auth scheme and a connection's values to the credentials
-//! the host attaches. (OAuth 2.0 flows and token refresh will live here too.)
+//! the host attaches; the OAuth 2.0 grants (`oauth`) and the renewal of tokens (`tokens`).
+
+pub mod oauth;
+pub mod tokens;
+
+pub use tokens::OAuth;
 
 use crate::credentials::{Credentials, Secret, inject::KeyPlacement};
 use crate::runtime::manifest::{AuthKind, KeyLocation};
@@ -25,6 +30,7 @@ pub fn credentials(
     plain: impl Fn(&str) -> Option<String>,
     secret: impl Fn(&str) -> Option<Secret>,
     access_token: Option<&Secret>,
+    managed: bool,
 ) -> Result<Credentials, AuthError> {
     let need_secret = |name: &str| secret(name).ok_or_else(|| AuthError::MissingField(name.into()));
     Ok(match kind {
@@ -56,10 +62,11 @@ pub fn credentials(
         AuthKind::Bearer { token_field } => Credentials::Bearer(need_secret(token_field)?),
         AuthKind::Oauth2Code { .. }
         | AuthKind::Oauth2Password { .. }
-        | AuthKind::Oauth2ClientCredentials { .. } => Credentials::Bearer(
-            access_token
-                .cloned()
-                .ok_or_else(|| AuthError::MissingAccessToken(id.into()))?,
-        ),
+        | AuthKind::Oauth2ClientCredentials { .. } => match access_token {
+            Some(token) => Credentials::Bearer(token.clone()),
+            // The host's token source attaches the token it keeps renewed.
+            None if managed => Credentials::None,
+            None => return Err(AuthError::MissingAccessToken(id.into())),
+        },
     })
 }

@@ -56,6 +56,60 @@ impl HttpClient {
             .build(https);
         Self { client }
     }
+
+    /// Sends a request of the host's own (a token request to an OAuth provider): no
+    /// redirect followed, at most `max_body` bytes read, within `limit`. Errors name the
+    /// destination and the cause, never the request's content.
+    pub async fn exchange(
+        &self,
+        request: http::Request<Vec<u8>>,
+        limit: Duration,
+        max_body: usize,
+    ) -> Result<http::Response<Vec<u8>>, ExchangeError> {
+        let origin = Url::parse(&request.uri().to_string())
+            .map(|u| origin(&u))
+            .unwrap_or_else(|_| "the endpoint".into());
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let work = async {
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|e| ExchangeError::Unreachable {
+                        origin: origin.clone(),
+                        detail: chain(&e),
+                    })?;
+            let (parts, body) = response.into_parts();
+            let bytes = Limited::new(body, max_body)
+                .collect()
+                .await
+                .map_err(|_| ExchangeError::Body {
+                    origin: origin.clone(),
+                    max_body,
+                })?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, bytes.to_vec()))
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ExchangeError::Timeout {
+                origin: origin.clone(),
+                limit,
+            }),
+        }
+    }
+}
+
+/// Why one of the host's own requests failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("cannot reach {origin}: {detail}")]
+    Unreachable { origin: String, detail: String },
+    #[error("{origin} did not answer within {limit:?}")]
+    Timeout { origin: String, limit: Duration },
+    #[error("the answer from {origin} could not be read, or is larger than {max_body} bytes")]
+    Body { origin: String, max_body: usize },
 }
 
 /// What the http capability sees of an invocation.
@@ -188,6 +242,10 @@ impl HttpView<'_> {
         let mut method = method(request.method);
         let mut body = request.body.map(Bytes::from).unwrap_or_default();
         let credentials: &Credentials = self.connection.credentials();
+        // An OAuth token the host keeps renewed, fetched on the first allowed request.
+        let source = self.connection.token_source().cloned();
+        let mut token: Option<crate::credentials::Secret> = None;
+        let mut retried_after_401 = false;
         let mut hops = 0u8;
         loop {
             if let Err(refusal) = check_destination(self.connection, &url) {
@@ -198,6 +256,23 @@ impl HttpView<'_> {
             }
             *self.sent += 1;
 
+            if let Some(source) = &source
+                && token.is_none()
+            {
+                // A connection without a usable token fails the invocation with the
+                // reason (a trap the runtime reports as such), not a guest error.
+                let current = source.current().await?;
+                self.connection.note_issued(&current);
+                token = Some(current);
+            }
+            let attached;
+            let credentials = match &token {
+                Some(t) => {
+                    attached = Credentials::Bearer(t.clone());
+                    &attached
+                }
+                None => credentials,
+            };
             let mut target = url.clone();
             let mut outbound_headers = headers.clone();
             if credentials
@@ -242,6 +317,18 @@ impl HttpView<'_> {
             };
 
             let status = response.status();
+            // A rejected OAuth token: renew it (or take the one renewed meanwhile) and send
+            // the same request once more.
+            if status == http::StatusCode::UNAUTHORIZED
+                && !retried_after_401
+                && let (Some(source), Some(rejected)) = (&source, &token)
+            {
+                retried_after_401 = true;
+                let renewed = source.rejected(rejected).await?;
+                self.connection.note_issued(&renewed);
+                token = Some(renewed);
+                continue;
+            }
             if status.is_redirection() && status != http::StatusCode::NOT_MODIFIED {
                 let location = response
                     .headers()
@@ -312,14 +399,13 @@ impl HttpView<'_> {
                 Ok(Ok(c)) => c.to_bytes(),
             };
             // An upstream that echoes a credential must not hand it to the connector.
-            let scrubber = self.connection.scrubber();
-            let body = match scrubber.scrub(&bytes) {
+            let body = match self.connection.scrub(&bytes) {
                 Some(scrubbed) => scrubbed,
                 None => bytes.to_vec(),
             };
             let headers = response_headers
                 .into_iter()
-                .map(|(k, v)| (k, scrubber.scrub_str(v)))
+                .map(|(k, v)| (k, self.connection.scrub_str(v)))
                 .collect();
             return Ok(Ok(Response {
                 status: status.as_u16(),

@@ -171,6 +171,17 @@ pub struct Connection {
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// After creating or reconnecting an OAuth connection: the consent to finish.
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+}
+
+/// An OAuth consent to finish in a browser.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Authorization {
+    pub url: String,
+    pub redirect_uri: String,
+    pub expires_at: String,
 }
 
 /// The body of `POST /v1/connections`.
@@ -377,6 +388,12 @@ impl Client {
     ) -> Result<Reply<Connection>, ClientError> {
         let body = serde_json::to_vec(new).map_err(|e| self.decode_error("the request", &e))?;
         self.call(Method::POST, "/v1/connections", Some(body)).await
+    }
+
+    /// `POST /v1/connections/{id}/reconnect`.
+    pub async fn reconnect_connection(&self, id: &str) -> Result<Reply<Connection>, ClientError> {
+        let path = format!("/v1/connections/{}/reconnect", segment(id));
+        self.call(Method::POST, &path, None).await
     }
 
     /// `GET /v1/connections/{id}`.

@@ -107,9 +107,16 @@ pub enum ConnectionSubcommand {
     /// other local users) and out of your shell history. `junction inspect` or
     /// `GET /v1/connectors/{name}` lists a connector's auth schemes and fields.
     #[command(after_long_help = "\
+OAuth 2.0 (authorization code): the command prints the URL to open in a browser and waits
+until the consent is given. To use your own OAuth app, give its `client_id` and
+`client_secret` fields (and `scopes`), and register the service's redirect URI in the app
+(`GET /v1/oauth/redirect-uri`). The password and client credentials grants run at once.
+
 Examples:
   GITHUB_TOKEN=ghp_... junction connection create --connector github --name gh-ci \\
       --auth pat --field-env token=GITHUB_TOKEN
+  junction connection create --connector github --name gh-oauth --auth oauth \\
+      --field client_id=Iv1.0123 --field-env client_secret=GITHUB_CLIENT_SECRET
   junction connection create --connector rest --name billing --folder fld_... \\
       --field base_url=https://billing.example.com --field-env api_key=BILLING_KEY \\
       --description 'Billing API, read-only key' --poll-interval 300")]
@@ -138,6 +145,20 @@ Example:
     Test {
         /// The connection's id (`con_…`).
         id: String,
+    },
+    /// Authorize an OAuth 2.0 connection again, keeping its id (automations that use it
+    /// keep working). With the authorization code grant, prints the URL to open in a
+    /// browser and waits for the consent; with the password or client credentials grant,
+    /// runs the grant at once.
+    #[command(after_long_help = "\
+Example:
+  junction connection reconnect con_0123456789abcdef0123456789")]
+    Reconnect {
+        /// The connection's id (`con_…`).
+        id: String,
+        /// Print the consent URL and return without waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Delete a connection and its stored secrets.
     #[command(after_long_help = "\
@@ -177,9 +198,18 @@ pub struct CreateArgs {
     /// printed.
     #[arg(long = "field-env", value_name = "NAME=VAR")]
     pub field_env: Vec<String>,
+    /// OAuth 2.0 authorization code: print the consent URL and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
-const HEALTH_STATUSES: [&str; 4] = ["unknown", "healthy", "failing", "needs_reauthentication"];
+const HEALTH_STATUSES: [&str; 5] = [
+    "unknown",
+    "healthy",
+    "failing",
+    "needs_reauthentication",
+    "pending_authorization",
+];
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -280,6 +310,9 @@ pub async fn connection(cmd: ConnectionCommand) -> Result<(), RemoteError> {
         ConnectionSubcommand::Show { id } => show(&client, &id, json).await,
         ConnectionSubcommand::Test { id } => test(&client, &id, json).await,
         ConnectionSubcommand::Delete { id } => delete(&client, &id, json).await,
+        ConnectionSubcommand::Reconnect { id, no_wait } => {
+            reconnect(&client, &id, no_wait, json).await
+        }
     }
 }
 
@@ -400,7 +433,104 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<(), Rem
         println!("Created connection {}.", clean(&reply.value.id));
         print_connection(&reply.value, &fields.from_env);
     }
-    Ok(())
+    match &reply.value.authorization {
+        Some(a) if !args.no_wait && !json => await_consent(client, &reply.value, a).await,
+        _ => Ok(()),
+    }
+}
+
+async fn reconnect(
+    client: &Client,
+    id: &str,
+    no_wait: bool,
+    json: bool,
+) -> Result<(), RemoteError> {
+    let reply = client
+        .reconnect_connection(id)
+        .await
+        .map_err(|e| service_error(client, e, Call::One))?;
+    if json {
+        print_json(&reply.json);
+    } else if reply.value.authorization.is_none() {
+        println!(
+            "Reconnected {}: {}",
+            clean(id),
+            health_text(&reply.value.health)
+        );
+    }
+    match &reply.value.authorization {
+        Some(a) if !no_wait && !json => await_consent(client, &reply.value, a).await,
+        Some(a) if !json => {
+            println!(
+                "Open this URL in a browser to authorize the connection:\n  {}",
+                clean(&a.url)
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints the consent URL and waits (polling the connection) until the provider sent the
+/// user back and the service recorded the outcome, or the authorization expired.
+async fn await_consent(
+    client: &Client,
+    connection: &Connection,
+    authorization: &crate::cli::client::Authorization,
+) -> Result<(), RemoteError> {
+    use std::io::Write as _;
+    println!(
+        "\nOpen this URL in a browser to authorize the connection (it works once, until {}):\n  {}\n\
+         The provider sends you back to {}; that address must be registered in the OAuth app.",
+        clean(&authorization.expires_at),
+        clean(&authorization.url),
+        clean(&authorization.redirect_uri)
+    );
+    let before = connection.health.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10 * 60);
+    let mut dots = 0;
+    eprint!(
+        "Waiting for the consent (Ctrl-C stops waiting; `junction connection reconnect` starts again) "
+    );
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let now = client
+            .connection(&connection.id)
+            .await
+            .map_err(|e| service_error(client, e, Call::One))?
+            .value;
+        let changed = now.health.checked_at != before.checked_at
+            || now.health.reason != before.reason
+            || now.health.status != before.status;
+        if changed {
+            eprintln!();
+            if now.health.is_healthy() {
+                println!(
+                    "Authorized: {} is {}.",
+                    clean(&now.id),
+                    health_text(&now.health)
+                );
+                return Ok(());
+            }
+            return Err(RemoteError::Failed(format!(
+                "the authorization of {} failed: {}",
+                clean(&now.id),
+                health_text(&now.health)
+            )));
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!();
+            return Err(RemoteError::Failed(format!(
+                "no consent within 10 minutes; run `junction connection reconnect {}` to start again",
+                clean(&connection.id)
+            )));
+        }
+        dots += 1;
+        if dots % 5 == 0 {
+            eprint!(".");
+            let _ = std::io::stderr().flush();
+        }
+    }
 }
 
 /// Replaces the values of fields read from the environment by `<from $VAR>`: the service

@@ -4,8 +4,10 @@
 
 use crate::access::Caller;
 use crate::api::{ApiError, Service};
+use crate::auth::oauth::{Provider, SetupError};
 use crate::catalog::LoadedConnector;
-use crate::credentials::Secret;
+use crate::credentials::tokens::BoxFuture;
+use crate::credentials::{CredentialFailure, Secret, TokenSource};
 use crate::runtime::connection::ConnectionError;
 use crate::runtime::{
     ConnectionSpec, ConnectorError, InvokeError, Manifest, PreparedConnection, manifest::AuthKind,
@@ -38,30 +40,8 @@ pub fn check(
         auth: auth.map(str::to_owned),
         fields: values.clone(),
         access_token: None,
+        token_source: Some(Arc::new(NotAuthorized)),
     };
-    let scheme_of = |id: &str| manifest.scheme(id).map(|s| &s.kind);
-    if let Some(kind) =
-        auth.and_then(scheme_of)
-            .or_else(|| match manifest.auth_schemes.as_slice() {
-                [only] if auth.is_none() => Some(&only.kind),
-                _ => None,
-            })
-        && matches!(
-            kind,
-            AuthKind::Oauth2Code { .. }
-                | AuthKind::Oauth2Password { .. }
-                | AuthKind::Oauth2ClientCredentials { .. }
-        )
-    {
-        return Err(ApiError::invalid_field(
-            "auth",
-            format!(
-                "auth scheme `{}` is OAuth 2.0 ({}); this service does not run OAuth flows yet, so choose one of the connector's other schemes",
-                auth.unwrap_or_default(),
-                kind.type_name()
-            ),
-        ));
-    }
     let prepared = PreparedConnection::prepare(manifest, &spec).map_err(|e| {
         let field = match &e {
             ConnectionError::UnknownAuthScheme { .. }
@@ -103,25 +83,125 @@ pub fn check(
     })
 }
 
+/// The token source of an OAuth connection that holds no grant to use: every request
+/// fails with the reason.
+#[derive(Debug)]
+struct NotAuthorized;
+
+impl TokenSource for NotAuthorized {
+    fn current(&self) -> BoxFuture<'_, Result<Secret, CredentialFailure>> {
+        Box::pin(async {
+            Err(CredentialFailure::NeedsReauthentication {
+                reason: "the connection is not authorized at the provider yet; reconnect it".into(),
+            })
+        })
+    }
+    fn rejected<'a>(&'a self, _: &'a Secret) -> BoxFuture<'a, Result<Secret, CredentialFailure>> {
+        self.current()
+    }
+}
+
+/// Whether `auth` names an OAuth 2.0 scheme of `manifest`.
+pub fn is_oauth(manifest: &Manifest, auth: &str) -> bool {
+    manifest.scheme(auth).is_some_and(|s| {
+        matches!(
+            s.kind,
+            AuthKind::Oauth2Code { .. }
+                | AuthKind::Oauth2Password { .. }
+                | AuthKind::Oauth2ClientCredentials { .. }
+        )
+    })
+}
+
+/// The provider settings of an OAuth connection from its checked values.
+pub fn provider_of(
+    service: &Service,
+    manifest: &Manifest,
+    auth: &str,
+    fields: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<Provider, SetupError> {
+    let scheme = manifest
+        .scheme(auth)
+        .ok_or_else(|| SetupError::NotOAuth(auth.to_owned()))?;
+    let mut plain = fields.clone();
+    for f in manifest.fields.iter().filter(|f| f.applies_to(auth)) {
+        if let Some(d) = &f.default_value {
+            plain.entry(f.name.clone()).or_insert_with(|| d.clone());
+        }
+    }
+    service
+        .oauth
+        .provider(&manifest.name, scheme, &plain, |n| secrets.get(n).cloned())
+}
+
 /// The record's values as the runtime takes them; the inner error (`connection`) when they
-/// no longer fit the connector (a new version of it may require another field).
+/// no longer fit the connector (a new version of it may require another field), or
+/// when an OAuth connection cannot reach its provider's settings.
 pub async fn prepare(
     service: &Service,
     loaded: &LoadedConnector,
     record: &ConnectionRecord,
 ) -> Result<Result<Arc<PreparedConnection>, InvokeError>, ApiError> {
+    let secrets = service.store.connection_secrets(&record.id).await?;
+    let manifest = loaded.connector.manifest();
+    let token_source = if is_oauth(manifest, &record.auth) {
+        match provider_of(service, manifest, &record.auth, &record.fields, &secrets) {
+            Ok(provider) => Some(service.oauth.source(&record.id, provider)),
+            Err(e) => {
+                return Ok(Err(InvokeError::Credentials {
+                    connector: loaded.connector.id().clone(),
+                    failure: CredentialFailure::Unavailable {
+                        reason: e.to_string(),
+                    },
+                }));
+            }
+        }
+    } else {
+        None
+    };
     let mut fields: BTreeMap<String, Secret> = record
         .fields
         .iter()
         .map(|(k, v)| (k.clone(), Secret::new(v.as_str())))
         .collect();
-    fields.extend(service.store.connection_secrets(&record.id).await?);
+    fields.extend(secrets);
     let spec = ConnectionSpec {
         auth: Some(record.auth.clone()),
         fields,
         access_token: None,
+        token_source,
     };
     Ok(loaded.connector.prepare(&spec))
+}
+
+/// An OAuth connection that must be authorized again (or for the first time) before it
+/// can be used: invocations fail at once with the reason instead of calling the API.
+pub fn must_reauthenticate(
+    loaded: &LoadedConnector,
+    record: &ConnectionRecord,
+) -> Option<InvokeError> {
+    let status = record.health.status;
+    if !matches!(
+        status,
+        HealthStatus::NeedsReauthentication | HealthStatus::PendingAuthorization
+    ) || !is_oauth(loaded.connector.manifest(), &record.auth)
+    {
+        return None;
+    }
+    let reason = record.health.reason.clone().unwrap_or_else(|| {
+        "the connection is not authorized at the provider yet; finish the consent".into()
+    });
+    Some(InvokeError::Credentials {
+        connector: loaded.connector.id().clone(),
+        failure: CredentialFailure::NeedsReauthentication {
+            reason: if reason.contains("reconnect") {
+                reason
+            } else {
+                format!("{reason} (reconnect the connection)")
+            },
+        },
+    })
 }
 
 /// The connector a connection uses, or a 503 when it is not loaded.
@@ -146,7 +226,7 @@ const MAX_MESSAGE: usize = 4096;
 pub fn failure_message(e: &InvokeError, connection: Option<&PreparedConnection>) -> String {
     let text = e.to_string();
     let mut text = match connection {
-        Some(c) => c.scrubber().scrub_str(text),
+        Some(c) => c.scrub_str(text),
         None => text,
     };
     if text.len() > MAX_MESSAGE {
@@ -168,10 +248,14 @@ pub fn health_of(
     let (status, reason) = match result {
         Ok(()) => (HealthStatus::Healthy, None),
         Err(
-            e @ InvokeError::Connector {
+            e @ (InvokeError::Connector {
                 error: ConnectorError::Unauthorized { .. },
                 ..
-            },
+            }
+            | InvokeError::Credentials {
+                failure: CredentialFailure::NeedsReauthentication { .. },
+                ..
+            }),
         ) => (
             HealthStatus::NeedsReauthentication,
             Some(failure_message(e, connection)),
@@ -189,6 +273,11 @@ pub fn health_of(
 #[tracing::instrument(skip_all, fields(connection = %record.id, connector = %record.connector))]
 pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health, ApiError> {
     let loaded = loaded(service, record)?;
+    if record.health.status == HealthStatus::PendingAuthorization
+        && is_oauth(loaded.connector.manifest(), &record.auth)
+    {
+        return Ok(record.health.clone());
+    }
     let health = match prepare(service, &loaded, record).await? {
         Ok(prepared) => {
             let result = service
@@ -260,8 +349,11 @@ pub async fn invoke(
         ));
     }
     // Values that no longer fit the connector fail the invocation (`connection`), recorded
-    // like any other failure.
-    let prepared = prepare(service, &loaded, record).await?;
+    // like any other failure; so does an OAuth connection waiting to be reconnected.
+    let prepared = match must_reauthenticate(&loaded, record) {
+        Some(e) => Err(e),
+        None => prepare(service, &loaded, record).await?,
+    };
     let input_text = input.to_string();
     // The id is taken at the start, so ids (and the newest-first list) follow start times.
     let invocation_id = new_id("inv")?;
@@ -281,7 +373,7 @@ pub async fn invoke(
     let output = result.and_then(|text| {
         // A connector shown a secret (`reveal-fields`) must not hand it back either.
         let text = match &connection {
-            Some(c) => c.scrubber().scrub_str(text),
+            Some(c) => c.scrub_str(text),
             None => text,
         };
         serde_json::from_str::<serde_json::Value>(&text).map_err(|e| InvokeError::Host {

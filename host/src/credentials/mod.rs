@@ -8,6 +8,8 @@ pub mod at_rest;
 pub(crate) mod inject;
 pub mod scrub;
 mod secret;
+pub mod tokens;
 
 pub use inject::{Credentials, InjectError};
 pub use secret::Secret;
+pub use tokens::{CredentialFailure, TokenSource};

@@ -30,6 +30,16 @@ impl Scrubber {
         Self { needles }
     }
 
+    /// The values searched for.
+    pub fn needles(&self) -> &[Secret] {
+        &self.needles
+    }
+
+    /// Whether `value` is among the values searched for.
+    pub fn contains(&self, value: &Secret) -> bool {
+        self.needles.contains(value)
+    }
+
     /// `bytes` with every secret replaced, or `None` when none occurs (no copy made).
     pub fn scrub(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let mut current: Option<Vec<u8>> = None;

@@ -172,7 +172,7 @@ pub(crate) fn manifest_from_v1(m: v1::ConnectorManifest) -> (Manifest, Vec<Strin
             },
         })
         .collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         name: m.name,
         version: m.version,
         title: m.title,
@@ -189,5 +189,6 @@ pub(crate) fn manifest_from_v1(m: v1::ConnectorManifest) -> (Manifest, Vec<Strin
         actions,
         triggers,
     };
+    manifest.add_oauth_fields();
     (manifest, problems)
 }

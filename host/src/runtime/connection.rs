@@ -5,10 +5,11 @@ use super::manifest::Manifest;
 use crate::auth::{self, AuthError};
 use crate::capabilities::allowed_hosts::{AllowList, AllowListError, placeholders};
 use crate::credentials::scrub::Scrubber;
-use crate::credentials::{Credentials, Secret};
+use crate::credentials::{Credentials, Secret, TokenSource};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// What a user gives for a connection. Every value is held as a [`Secret`] until the
 /// manifest says which fields are not secret, so nothing here prints a value.
@@ -24,6 +25,10 @@ pub struct ConnectionSpec {
     /// For OAuth 2.0 schemes: an access token obtained from the provider.
     #[serde(default)]
     pub access_token: Option<Secret>,
+    /// For OAuth 2.0 schemes run by the service: where the current access token comes
+    /// from (kept renewed by the host).
+    #[serde(skip)]
+    pub token_source: Option<Arc<dyn TokenSource>>,
 }
 
 /// Why a connection does not fit a connector. Never contains a value.
@@ -54,6 +59,9 @@ pub struct PreparedConnection {
     credentials: Credentials,
     allow: AllowList,
     scrubber: Scrubber,
+    token_source: Option<Arc<dyn TokenSource>>,
+    /// Tokens handed out while the connection was in use, scrubbed like its secrets.
+    issued: Arc<Mutex<Scrubber>>,
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -131,6 +139,7 @@ impl PreparedConnection {
             |n| plain.get(n).cloned(),
             |n| secrets.get(n).cloned(),
             spec.access_token.as_ref(),
+            spec.token_source.is_some(),
         )?;
         // A pattern built from an optional field that is not set contributes no host.
         let patterns = manifest.allowed_hosts.iter().filter(|p| {
@@ -139,28 +148,11 @@ impl PreparedConnection {
                 .all(|n| plain.contains_key(*n) || manifest.field(n).is_some_and(|f| f.required))
         });
         let allow = AllowList::resolve(patterns.map(String::as_str), |n| plain.get(n).cloned())?;
-        // Every form in which a credential may come back from an upstream API: as is,
-        // URL-encoded (a key sent in a query), JSON-escaped, and basic credentials encoded.
-        let mut echoed: Vec<Secret> = Vec::new();
-        for secret in secrets.values().chain(spec.access_token.iter()) {
-            let value = secret.expose();
-            echoed.push(secret.clone());
-            echoed.push(Secret::new(
-                url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
-            ));
-            echoed.push(Secret::new(
-                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            ));
-            if let Ok(quoted) = serde_json::to_string(value) {
-                echoed.push(Secret::new(
-                    quoted
-                        .strip_prefix('"')
-                        .and_then(|q| q.strip_suffix('"'))
-                        .unwrap_or(&quoted),
-                ));
-            }
-        }
+        let mut echoed: Vec<Secret> = secrets
+            .values()
+            .chain(spec.access_token.iter())
+            .flat_map(echo_forms)
+            .collect();
         if let Credentials::Basic { username, password } = &credentials {
             echoed.push(Secret::new(
                 base64::engine::general_purpose::STANDARD
@@ -174,7 +166,45 @@ impl PreparedConnection {
             credentials,
             allow,
             scrubber: Scrubber::new(echoed),
+            token_source: spec.token_source.clone(),
+            issued: Arc::default(),
         })
+    }
+
+    /// Where the current OAuth access token comes from, when the host manages it.
+    pub fn token_source(&self) -> Option<&Arc<dyn TokenSource>> {
+        self.token_source.as_ref()
+    }
+
+    /// Records a token handed out for this connection, so that it is scrubbed like the
+    /// connection's secrets from everything the invocation returns.
+    pub fn note_issued(&self, token: &Secret) {
+        if let Ok(mut issued) = self.issued.lock() {
+            if issued.contains(token) {
+                return;
+            }
+            *issued = Scrubber::new(issued.needles().iter().cloned().chain(echo_forms(token)));
+        }
+    }
+
+    /// `text` without the connection's secrets and the tokens issued for it.
+    pub fn scrub_str(&self, text: String) -> String {
+        let text = self.scrubber.scrub_str(text);
+        match self.issued.lock() {
+            Ok(issued) => issued.scrub_str(text),
+            Err(_) => text,
+        }
+    }
+
+    /// `bytes` without the connection's secrets and the tokens issued for it; `None` when
+    /// nothing was found.
+    pub fn scrub(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let first = self.scrubber.scrub(bytes);
+        let again = match self.issued.lock() {
+            Ok(issued) => issued.scrub(first.as_deref().unwrap_or(bytes)),
+            Err(_) => None,
+        };
+        again.or(first)
     }
 
     pub fn scheme(&self) -> &str {
@@ -194,8 +224,27 @@ impl PreparedConnection {
     pub fn allow_list(&self) -> &AllowList {
         &self.allow
     }
-    /// Removes this connection's secrets from what an upstream API sent back.
-    pub fn scrubber(&self) -> &Scrubber {
-        &self.scrubber
+}
+
+/// Every form in which a credential may come back from an upstream API: as is, URL-encoded
+/// (a key sent in a query), percent-encoded, and JSON-escaped.
+fn echo_forms(secret: &Secret) -> Vec<Secret> {
+    let value = secret.expose();
+    let mut forms = vec![
+        secret.clone(),
+        Secret::new(url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()),
+        Secret::new(
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ),
+    ];
+    if let Ok(quoted) = serde_json::to_string(value) {
+        forms.push(Secret::new(
+            quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .unwrap_or(&quoted),
+        ));
     }
+    forms
 }

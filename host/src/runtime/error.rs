@@ -119,6 +119,12 @@ pub enum InvokeError {
         connector: ConnectorId,
         message: String,
     },
+    /// The connection has no usable credential (an OAuth grant revoked, a provider down).
+    #[error("{failure}")]
+    Credentials {
+        connector: ConnectorId,
+        failure: crate::credentials::CredentialFailure,
+    },
     /// The connection does not fit the connector.
     #[error("{connector}: {error}")]
     Connection {
@@ -128,8 +134,8 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
-    /// A stable code: the connector error kind, `limit_<which>`, `trap`, `host` or
-    /// `connection`.
+    /// A stable code: the connector error kind, `limit_<which>`, `trap`, `host`,
+    /// `connection`, `needs_reauthentication` or `credentials_unavailable`.
     pub fn code(&self) -> String {
         match self {
             Self::Connector { error, .. } => error.kind().to_owned(),
@@ -137,6 +143,7 @@ impl InvokeError {
             Self::Trap { .. } => "trap".into(),
             Self::Host { .. } => "host".into(),
             Self::Connection { .. } => "connection".into(),
+            Self::Credentials { failure, .. } => failure.code().into(),
         }
     }
 }

@@ -217,7 +217,97 @@ fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     names.filter(|n| !seen.insert(*n)).collect()
 }
 
+/// The connection fields the host asks for on OAuth 2.0 schemes, beside the connector's
+/// own: the OAuth app (client) a user brings, and the scopes to request.
+pub const CLIENT_ID_FIELD: &str = "client_id";
+pub const CLIENT_SECRET_FIELD: &str = "client_secret";
+pub const SCOPES_FIELD: &str = "scopes";
+
+/// `template` with each `{field}` replaced by `value(field, at_start)`; `None` when a
+/// value is missing. A value that starts the template (a URL field such as `{issuer}`)
+/// loses its trailing `/`, so `{issuer}/token` reads naturally.
+pub fn fill_placeholders(
+    template: &str,
+    mut value: impl FnMut(&str, bool) -> Option<String>,
+) -> Option<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = &rest[start + 1..start + len];
+        let at_start = out.is_empty();
+        let v = value(name, at_start)?;
+        out.push_str(if at_start {
+            v.trim_end_matches('/')
+        } else {
+            &v
+        });
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 impl Manifest {
+    /// Declares the OAuth app fields of each OAuth 2.0 scheme, unless the connector
+    /// declares a field of that name itself:
+    /// - authorization code with `allow-own-app`: optional `client_id`, `client_secret`
+    ///   and `scopes` (bring your own app; without them the service's app is used);
+    /// - client credentials: required `client_id` and `client_secret` (the client is the
+    ///   credential), optional `scopes`;
+    /// - password: optional `client_id`, `client_secret` and `scopes`.
+    pub(crate) fn add_oauth_fields(&mut self) {
+        let mut wanted: Vec<(&'static str, bool, bool, String)> = Vec::new();
+        for scheme in &self.auth_schemes {
+            let required = match &scheme.kind {
+                AuthKind::Oauth2Code { allow_own_app, .. } if *allow_own_app => false,
+                AuthKind::Oauth2Password { .. } => false,
+                AuthKind::Oauth2ClientCredentials { .. } => true,
+                _ => continue,
+            };
+            wanted.push((CLIENT_ID_FIELD, false, required, scheme.id.clone()));
+            wanted.push((CLIENT_SECRET_FIELD, true, required, scheme.id.clone()));
+            wanted.push((SCOPES_FIELD, false, false, scheme.id.clone()));
+        }
+        let declared: Vec<String> = self.fields.iter().map(|f| f.name.clone()).collect();
+        for (name, secret, required, scheme) in wanted {
+            if declared.iter().any(|d| d == name) {
+                continue;
+            }
+            if let Some(f) = self.fields.iter_mut().find(|f| f.name == name) {
+                f.schemes.push(scheme);
+                f.required &= required;
+                continue;
+            }
+            let (label, description) = match name {
+                CLIENT_ID_FIELD => (
+                    "OAuth client id",
+                    "The client id of your own OAuth app at the provider. Register the service's redirect URI (GET /v1/oauth/redirect-uri) in that app.",
+                ),
+                CLIENT_SECRET_FIELD => (
+                    "OAuth client secret",
+                    "The client secret of your own OAuth app.",
+                ),
+                _ => (
+                    "Scopes",
+                    "Scopes to request, separated by spaces; the connector's mandatory scopes are always requested.",
+                ),
+            };
+            self.fields.push(Field {
+                name: name.into(),
+                label: label.into(),
+                description: description.into(),
+                secret,
+                required,
+                default_value: None,
+                schemes: vec![scheme],
+            });
+        }
+    }
+
     /// `name@version`.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -291,8 +381,33 @@ impl Manifest {
                 }
             }
             for url in scheme.kind.urls() {
-                match url::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                let mut bad_ref = false;
+                for name in placeholders(url) {
+                    match self.field(name) {
+                        Some(f) if !f.secret && f.applies_to(&scheme.id) => {}
+                        _ => {
+                            bad_ref = true;
+                            p.push(format!(
+                                "auth scheme `{}`: `{url}` uses `{{{name}}}`, which must be a non-secret field of the scheme",
+                                scheme.id
+                            ));
+                        }
+                    }
+                }
+                // Check the syntax with sample values for the placeholders.
+                let sample = fill_placeholders(url, |_, at_start| {
+                    Some(
+                        if at_start {
+                            "https://example.test"
+                        } else {
+                            "example"
+                        }
+                        .into(),
+                    )
+                });
+                match sample.as_deref().map(url::Url::parse) {
+                    Some(Ok(u)) if matches!(u.scheme(), "http" | "https") => {}
+                    _ if bad_ref => {}
                     _ => p.push(format!(
                         "auth scheme `{}`: `{url}` is not an absolute http(s) URL",
                         scheme.id
@@ -445,6 +560,51 @@ mod tests {
             }],
             triggers: vec![],
         }
+    }
+
+    fn with_oauth(authorize_url: &str) -> Manifest {
+        let mut m = sample();
+        m.auth_schemes.push(AuthScheme {
+            id: "oauth".into(),
+            title: "OAuth".into(),
+            kind: AuthKind::Oauth2Code {
+                authorize_url: authorize_url.into(),
+                token_url: "{base_url}/token".into(),
+                scopes: vec![],
+                mandatory_scopes: vec!["repo".into()],
+                pkce: true,
+                allow_own_app: true,
+            },
+        });
+        m.add_oauth_fields();
+        m
+    }
+
+    #[test]
+    fn oauth_schemes_get_the_fields_of_an_own_app_and_may_build_endpoints_from_fields() {
+        let m = with_oauth("{base_url}/authorize?prompt=consent");
+        assert_eq!(m.validate(vec![]), Ok(()));
+        let secret = m.field(CLIENT_SECRET_FIELD).unwrap();
+        assert!(secret.secret && !secret.required);
+        assert_eq!(secret.schemes, ["oauth"]);
+        assert!(!m.field(CLIENT_ID_FIELD).unwrap().applies_to("pat"));
+        let filled = fill_placeholders("{base_url}/token", |_, start| {
+            assert!(start);
+            Some("https://ghe.example.test/".into())
+        });
+        assert_eq!(filled.as_deref(), Some("https://ghe.example.test/token"));
+    }
+
+    #[test]
+    fn an_oauth_endpoint_built_from_a_secret_or_unknown_field_is_refused() {
+        let err = with_oauth("{token}/authorize")
+            .validate(vec![])
+            .unwrap_err();
+        assert!(err.to_string().contains("non-secret field"), "{err}");
+        let err = with_oauth("https://{tenant}.example.test/authorize")
+            .validate(vec![])
+            .unwrap_err();
+        assert!(err.to_string().contains("`{tenant}`"), "{err}");
     }
 
     #[test]

@@ -471,6 +471,12 @@ fn classify_trap(
             limit: limit.clone(),
         };
     }
+    if let Some(failure) = error.downcast_ref::<crate::credentials::CredentialFailure>() {
+        return InvokeError::Credentials {
+            connector: id.clone(),
+            failure: failure.clone(),
+        };
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         let message = match output.and_then(CapturedOutput::panic_message) {
             Some(panic) => format!("{panic} ({trap})"),

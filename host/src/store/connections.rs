@@ -21,6 +21,8 @@ pub enum HealthStatus {
     Healthy,
     Failing,
     NeedsReauthentication,
+    /// An OAuth connection whose user has not finished the consent yet.
+    PendingAuthorization,
 }
 
 impl HealthStatus {
@@ -30,6 +32,7 @@ impl HealthStatus {
             Self::Healthy => "healthy",
             Self::Failing => "failing",
             Self::NeedsReauthentication => "needs_reauthentication",
+            Self::PendingAuthorization => "pending_authorization",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -38,6 +41,7 @@ impl HealthStatus {
             Self::Healthy,
             Self::Failing,
             Self::NeedsReauthentication,
+            Self::PendingAuthorization,
         ]
         .into_iter()
         .find(|h| h.as_str() == s)
@@ -85,6 +89,11 @@ pub struct NewConnection {
     pub fields: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
     pub poll_interval_seconds: Option<u32>,
+    /// The health it starts with (`pending_authorization` for an OAuth connection waiting
+    /// for consent), or takes when an edit drops its tokens.
+    pub health: HealthStatus,
+    /// OAuth tokens obtained before it was created (password and client credentials).
+    pub tokens: Option<super::NewTokens>,
 }
 
 /// Filters of a connection list.
@@ -179,8 +188,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO connections (id, tenant_id, folder_id, created_by, connector, auth, name, \
-             description, fields, poll_interval_seconds, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             description, fields, poll_interval_seconds, health, health_checked_at, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&new.tenant_id)
@@ -192,29 +201,36 @@ impl Store {
         .bind(&new.description)
         .bind(fields_json(&new.fields)?)
         .bind(new.poll_interval_seconds.map(i64::from))
+        .bind(new.health.as_str())
+        .bind(new.tokens.as_ref().map(|_| now))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(|e| duplicate_name(e, &new.name))?;
         self.write_secrets(&mut tx, &id, &new.secrets).await?;
+        if let Some(tokens) = &new.tokens {
+            self.save_tokens_in(&mut tx, &id, tokens).await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
 
-    /// Replaces the editable content of a connection, and resets its health when the
-    /// credentials changed.
+    /// Replaces the editable content of a connection, and resets its health (to
+    /// `new.health`) when the credentials changed; `drop_tokens` forgets its OAuth tokens
+    /// (they belong to the credentials that changed).
     pub async fn update_connection(
         &self,
         id: &str,
         new: &NewConnection,
         credentials_changed: bool,
+        drop_tokens: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE connections SET auth = ?, name = ?, description = ?, fields = ?, \
              poll_interval_seconds = ?, updated_at = ?, \
-             health = CASE WHEN ? THEN 'unknown' ELSE health END, \
+             health = CASE WHEN ? THEN ? ELSE health END, \
              health_reason = CASE WHEN ? THEN NULL ELSE health_reason END, \
              health_checked_at = CASE WHEN ? THEN NULL ELSE health_checked_at END \
              WHERE id = ?",
@@ -226,6 +242,7 @@ impl Store {
         .bind(new.poll_interval_seconds.map(i64::from))
         .bind(Timestamp::now())
         .bind(credentials_changed)
+        .bind(new.health.as_str())
         .bind(credentials_changed)
         .bind(credentials_changed)
         .bind(id)
@@ -234,6 +251,12 @@ impl Store {
         .map_err(|e| duplicate_name(e, &new.name))?;
         if credentials_changed {
             self.write_secrets(&mut tx, id, &new.secrets).await?;
+        }
+        if drop_tokens {
+            sqlx::query("DELETE FROM oauth_tokens WHERE connection_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -355,7 +378,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ConnectionRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{SELECT} WHERE c.health_checked_at IS NULL OR c.health_checked_at < ? \
+            "{SELECT} WHERE (c.health_checked_at IS NULL OR c.health_checked_at < ?) \
+             AND c.health <> 'pending_authorization' \
              ORDER BY COALESCE(c.health_checked_at, 0), c.id LIMIT ?"
         ))
         .bind(before)

@@ -177,6 +177,60 @@ pub struct RotateReport {
 }
 
 impl super::Store {
+    /// Re-seals the OAuth tokens and the pending authorizations' PKCE verifiers under
+    /// `new`; returns how many values.
+    async fn reseal_oauth(
+        &self,
+        tx: &mut super::Tx<'_>,
+        new: &MasterKey,
+    ) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for (table, key_column) in [
+            ("oauth_tokens", "connection_id"),
+            ("oauth_states", "state_hash"),
+        ] {
+            let rows = sqlx::query(&format!(
+                "SELECT {key_column} AS k, connection_id, key_id, nonce, ciphertext FROM {table}"
+            ))
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in rows {
+                let connection_id: String = row.try_get("connection_id")?;
+                let (aad, key): (Vec<u8>, Vec<u8>) = if table == "oauth_tokens" {
+                    (
+                        super::oauth::tokens_aad(&connection_id),
+                        connection_id.clone().into_bytes(),
+                    )
+                } else {
+                    let hash: Vec<u8> = row.try_get("k")?;
+                    (super::oauth::state_aad(&connection_id, &hash), hash)
+                };
+                let sealed = Sealed {
+                    key_id: row.try_get("key_id")?,
+                    nonce: row.try_get("nonce")?,
+                    ciphertext: row.try_get("ciphertext")?,
+                };
+                let clear = self.key.open(&aad, &sealed)?;
+                let resealed = new.seal(&aad, &clear)?;
+                let sql = format!(
+                    "UPDATE {table} SET key_id = ?, nonce = ?, ciphertext = ? WHERE {key_column} = ?"
+                );
+                let update = sqlx::query(&sql)
+                    .bind(&resealed.key_id)
+                    .bind(&resealed.nonce)
+                    .bind(&resealed.ciphertext);
+                let update = if table == "oauth_tokens" {
+                    update.bind(connection_id)
+                } else {
+                    update.bind(key)
+                };
+                update.execute(&mut **tx).await?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// Re-encrypts every sealed value under a new key and replaces the key file. The
     /// caller holds the data directory lock, so no service uses the old key meanwhile.
     #[tracing::instrument(skip_all, fields(old_key = %self.key.id()))]
@@ -223,6 +277,7 @@ impl super::Store {
             .execute(&mut *tx)
             .await?;
         }
+        let count = count + self.reseal_oauth(&mut tx, &new).await?;
         let check = new.seal(CHECK_AAD, CHECK_PLAINTEXT)?;
         sqlx::query(
             "UPDATE store_key SET key_id = ?, nonce = ?, ciphertext = ? WHERE singleton = 1",

@@ -8,11 +8,13 @@
 mod connections;
 mod invocations;
 mod keys;
+mod oauth;
 mod tenancy;
 
 pub use connections::{ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection};
 pub use invocations::{InvocationError, InvocationFilter, InvocationLog, InvocationRecord};
 pub use keys::{KeySource, RotateReport};
+pub use oauth::{NewTokens, PendingAuthorization, StateLookup, StoredTokens};
 pub use tenancy::{Folder, FolderKind, Grant, NewToken, Permissions, Principal, Role, Tenant};
 
 use crate::credentials::at_rest::{KeyError, MasterKey, random_bytes};

@@ -1454,10 +1454,10 @@ async fn creating_a_connection_that_does_not_fit_its_connector_is_a_400_naming_t
             "gitlab",
         ),
         (
-            "an OAuth scheme",
+            "an OAuth scheme without an OAuth app",
             json!({"connector": "github", "auth": "oauth", "name": "x", "fields": {}}),
-            "auth",
-            "OAuth",
+            "fields.client_id",
+            "oauth_apps.github",
         ),
         (
             "a poll interval below the minimum",
@@ -1516,7 +1516,11 @@ async fn creating_a_connection_that_does_not_fit_its_connector_is_a_400_naming_t
             "poll_interval_seconds",
         ),
         ("a blank name", json!({"name": ""}), "name"),
-        ("an OAuth scheme", json!({"auth": "oauth"}), "auth"),
+        (
+            "an OAuth scheme without an OAuth app",
+            json!({"auth": "oauth"}),
+            "fields.client_id",
+        ),
     ];
     for (what, body, field) in edits {
         let ex = admin.patch(&path, body).await;
@@ -2186,7 +2190,11 @@ async fn every_principal_can_read_the_loaded_connectors() {
     assert_eq!(manifest["name"], "github");
     assert!(manifest["interface_version"].is_string(), "{manifest}");
     let fields = manifest["fields"].as_array().unwrap();
-    assert_eq!(names(fields, "name"), set(&["base_url", "token"]));
+    // The OAuth scheme adds the fields of a user's own OAuth app.
+    assert_eq!(
+        names(fields, "name"),
+        set(&["base_url", "token", "client_id", "client_secret", "scopes"])
+    );
     let action = manifest["actions"]
         .as_array()
         .unwrap()
@@ -2693,6 +2701,14 @@ async fn every_operation_the_document_secures_needs_a_token_and_no_other_does() 
         if needs_token {
             let error = expect_error(&ex, 401, "unauthenticated", &what);
             says(&error["message"], &["Bearer"], &what);
+        } else if template == "/v1/oauth/callback" {
+            // The provider's redirect: no token, and without a `state` a clear refusal.
+            assert_eq!(ex.status, 400, "{what}: {}", ex.text);
+            assert!(
+                ex.text.contains("oauth_state_missing"),
+                "{what}: {}",
+                ex.text
+            );
         } else {
             expect(&ex, 200, &what);
         }

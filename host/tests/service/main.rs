@@ -5,6 +5,7 @@
 
 mod api;
 mod lifecycle;
+mod oauth;
 
 use std::path::Path;
 

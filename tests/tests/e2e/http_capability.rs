@@ -205,7 +205,12 @@ async fn a_connection_that_does_not_fit_the_connector_names_the_problem() {
             .to_string()
     };
     assert!(prepare(json!({"fields": {}})).contains("supports several auth schemes"));
-    assert!(prepare(json!({"auth": "oauth"})).contains("unknown auth scheme `oauth`"));
+    assert!(prepare(json!({"auth": "saml"})).contains("unknown auth scheme `saml`"));
+    // Run locally (no service to run the grant), an OAuth scheme needs a token given.
+    assert!(
+        prepare(json!({"auth": "oauth", "fields": {"issuer": "http://127.0.0.1:9"}}))
+            .contains("access_token")
+    );
     assert!(prepare(json!({"auth": "bearer"})).contains("field `token` is required"));
     assert!(
         prepare(json!({"auth": "none", "fields": {"colour": "red"}}))

@@ -5,8 +5,10 @@ use super::tenancy::check_name;
 use crate::access::Caller;
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
+use crate::auth::oauth::Grant;
 use crate::connections;
 use crate::credentials::Secret;
+use crate::runtime::manifest::AuthKind;
 use crate::store::{
     ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection, Page, Permissions,
     Timestamp,
@@ -39,6 +41,10 @@ pub struct ConnectionView {
     health: Health,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// After creating or reconnecting an OAuth connection with the authorization code
+    /// grant: the consent to finish in a browser.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization: Option<super::oauth::Authorization>,
 }
 
 fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
@@ -82,6 +88,7 @@ fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
         health: record.health,
         created_at: record.created_at,
         updated_at: record.updated_at,
+        authorization: None,
     }
 }
 
@@ -214,11 +221,21 @@ pub async fn create(
             ),
         )
     })?;
-    let checked = connections::check(
-        loaded.connector.manifest(),
-        request.auth.as_deref(),
-        &request.fields,
-    )?;
+    let manifest = loaded.connector.manifest();
+    let checked = connections::check(manifest, request.auth.as_deref(), &request.fields)?;
+    // OAuth: the password and client credentials grants run now (a refusal creates
+    // nothing); the authorization code grant starts a consent.
+    let provider = oauth_provider(&service, manifest, &checked)?;
+    let (health, tokens) = match &provider {
+        None => (HealthStatus::Unknown, None),
+        Some(p) if matches!(p.grant, Grant::Code { .. }) => {
+            (HealthStatus::PendingAuthorization, None)
+        }
+        Some(p) => (
+            HealthStatus::Healthy,
+            Some(super::oauth::request_tokens(&service, p).await?),
+        ),
+    };
     let id = service
         .store
         .create_connection(NewConnection {
@@ -232,15 +249,25 @@ pub async fn create(
             fields: checked.fields,
             secrets: checked.secrets,
             poll_interval_seconds: request.poll_interval_seconds,
+            health,
+            tokens,
         })
         .await?;
     tracing::info!(connection = %id, connector = %request.connector, folder = %folder.id, "connection created");
+    let authorization = match &provider {
+        Some(p) if matches!(p.grant, Grant::Code { .. }) => {
+            Some(super::oauth::start(&service, &caller, &id, p).await?)
+        }
+        _ => None,
+    };
     let record = service
         .store
         .connection(&caller.tenant.id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection", &id))?;
-    Ok((StatusCode::CREATED, Json(view(&service, record))))
+    let mut shown = view(&service, record);
+    shown.authorization = authorization;
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 pub async fn show(
@@ -320,7 +347,7 @@ pub async fn update(
         // the fields that do not belong to it.
         values.retain(|name, _| manifest.field(name).is_some_and(|f| f.applies_to(&auth)));
     }
-    for (name, value) in request.fields.unwrap_or_default() {
+    for (name, value) in request.fields.clone().unwrap_or_default() {
         match value {
             Some(v) => {
                 values.insert(name, v);
@@ -331,6 +358,32 @@ pub async fn update(
         }
     }
     let checked = connections::check(loaded.connector.manifest(), Some(&auth), &values)?;
+    // OAuth tokens belong to the client, endpoints and scopes they were granted for: an
+    // edit of any of those drops them, and the connection is authorized again.
+    let oauth_now = connections::is_oauth(manifest, &checked.auth);
+    let drop_tokens = (connections::is_oauth(manifest, &record.auth) || oauth_now)
+        && (checked.auth != record.auth
+            || oauth_inputs(manifest, &checked.auth).iter().any(|name| {
+                request
+                    .fields
+                    .as_ref()
+                    .and_then(|f| f.get(name))
+                    .is_some_and(|v| {
+                        v.as_ref().map(Secret::expose)
+                            != record.fields.get(name).map(String::as_str)
+                            || manifest.field(name).is_some_and(|f| f.secret)
+                    })
+            }));
+    if drop_tokens {
+        // The new settings must be usable (an OAuth app, valid endpoints) before the
+        // current grant is given up.
+        oauth_provider(&service, manifest, &checked)?;
+    }
+    let health = match manifest.scheme(&checked.auth).map(|s| &s.kind) {
+        Some(AuthKind::Oauth2Code { .. }) if drop_tokens => HealthStatus::PendingAuthorization,
+        Some(AuthKind::Oauth2Code { .. }) => record.health.status,
+        _ => HealthStatus::Unknown,
+    };
     let new = NewConnection {
         tenant_id: record.tenant_id.clone(),
         folder_id: record.folder_id.clone(),
@@ -347,11 +400,16 @@ pub async fn update(
         poll_interval_seconds: request
             .poll_interval_seconds
             .unwrap_or(record.poll_interval_seconds),
+        health,
+        tokens: None,
     };
     service
         .store
-        .update_connection(&id, &new, credentials_changed)
+        .update_connection(&id, &new, credentials_changed || drop_tokens, drop_tokens)
         .await?;
+    if drop_tokens {
+        service.oauth.forget(&id);
+    }
     tracing::info!(connection = %id, credentials_changed, "connection edited");
     let record = service
         .store
@@ -372,9 +430,24 @@ fn destination_change(
     if auth != record.auth {
         return Some("auth".into());
     }
+    // The OAuth endpoints too: a client secret goes to the token endpoint.
+    let oauth_urls: Vec<String> = manifest
+        .scheme(auth)
+        .map(|s| match &s.kind {
+            AuthKind::Oauth2Code {
+                authorize_url,
+                token_url,
+                ..
+            } => vec![authorize_url.clone(), token_url.clone()],
+            AuthKind::Oauth2Password { token_url, .. }
+            | AuthKind::Oauth2ClientCredentials { token_url, .. } => vec![token_url.clone()],
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
     let host_fields: Vec<&str> = manifest
         .allowed_hosts
         .iter()
+        .chain(oauth_urls.iter())
         .flat_map(|p| crate::capabilities::allowed_hosts::placeholders(p))
         .collect();
     fields?
@@ -397,8 +470,109 @@ pub async fn delete(
         .store
         .delete_connection(&caller.tenant.id, &id)
         .await?;
+    service.oauth.forget(&id);
     tracing::info!(connection = %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The provider settings of a checked connection whose scheme is OAuth 2.0 (`None` for
+/// other schemes); a 400 when they cannot work (no OAuth app, a bad endpoint).
+fn oauth_provider(
+    service: &AppState,
+    manifest: &crate::runtime::Manifest,
+    checked: &connections::Checked,
+) -> ApiResult<Option<crate::auth::oauth::Provider>> {
+    if !connections::is_oauth(manifest, &checked.auth) {
+        return Ok(None);
+    }
+    connections::provider_of(
+        service,
+        manifest,
+        &checked.auth,
+        &checked.fields,
+        &checked.secrets,
+    )
+    .map(Some)
+    .map_err(|e| super::oauth::setup_error(&e))
+}
+
+/// The fields an OAuth scheme's grant depends on: the app, the scopes, the user's
+/// password, and those its endpoints are built from.
+fn oauth_inputs(manifest: &crate::runtime::Manifest, auth: &str) -> Vec<String> {
+    use crate::runtime::manifest::{CLIENT_ID_FIELD, CLIENT_SECRET_FIELD, SCOPES_FIELD};
+    let mut names: Vec<String> = [CLIENT_ID_FIELD, CLIENT_SECRET_FIELD, SCOPES_FIELD]
+        .map(str::to_owned)
+        .to_vec();
+    let urls: Vec<&String> = match manifest.scheme(auth).map(|s| &s.kind) {
+        Some(AuthKind::Oauth2Code {
+            authorize_url,
+            token_url,
+            ..
+        }) => vec![authorize_url, token_url],
+        Some(AuthKind::Oauth2Password {
+            token_url,
+            username_field,
+            password_field,
+            ..
+        }) => {
+            names.push(username_field.clone());
+            names.push(password_field.clone());
+            vec![token_url]
+        }
+        Some(AuthKind::Oauth2ClientCredentials { token_url, .. }) => vec![token_url],
+        _ => Vec::new(),
+    };
+    for url in urls {
+        names.extend(
+            crate::capabilities::allowed_hosts::placeholders(url)
+                .into_iter()
+                .map(str::to_owned),
+        );
+    }
+    names
+}
+
+/// `POST /v1/connections/{id}/reconnect`: authorizes an OAuth connection again, keeping
+/// its id (automations that use it keep working). The authorization code grant answers
+/// with the consent to finish; the others run their grant at once.
+pub async fn reconnect(
+    State(service): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectionView>> {
+    let record = authorized(&service, &caller, &id, Permissions::EDIT).await?;
+    let loaded = connections::loaded(&service, &record)?;
+    let manifest = loaded.connector.manifest();
+    if !connections::is_oauth(manifest, &record.auth) {
+        return Err(ApiError::invalid_field(
+            "auth",
+            format!(
+                "connection `{id}` uses auth scheme `{}`, not OAuth 2.0: give new credentials with PATCH /v1/connections/{id}",
+                record.auth
+            ),
+        ));
+    }
+    let secrets = service.store.connection_secrets(&record.id).await?;
+    let provider =
+        connections::provider_of(&service, manifest, &record.auth, &record.fields, &secrets)
+            .map_err(|e| super::oauth::setup_error(&e))?;
+    let authorization = if matches!(provider.grant, Grant::Code { .. }) {
+        Some(super::oauth::start(&service, &caller, &id, &provider).await?)
+    } else {
+        let tokens = super::oauth::request_tokens(&service, &provider).await?;
+        service.store.authorize_connection(&id, &tokens).await?;
+        service.oauth.forget(&id);
+        tracing::info!(connection = %id, "connection reconnected");
+        None
+    };
+    let record = service
+        .store
+        .connection(&caller.tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    let mut shown = view(&service, record);
+    shown.authorization = authorization;
+    Ok(Json(shown))
 }
 
 pub async fn test(

@@ -4,5 +4,6 @@ pub mod connections;
 pub mod connectors;
 pub mod folders;
 pub mod invocations;
+pub mod oauth;
 pub mod system;
 pub mod tenancy;

@@ -275,8 +275,14 @@ impl Connector for Probe {
             .field(Field::text("note", "A note that is not secret").optional())
             .field(Field::secret("token", "Token").schemes(["bearer"]))
             .field(Field::secret("api_key", "API key").schemes(["header-key", "query-key"]))
-            .field(Field::text("username", "User").schemes(["basic"]))
-            .field(Field::secret("password", "Password").schemes(["basic"]))
+            .field(Field::text("username", "User").schemes(["basic", "oauth-password"]))
+            .field(Field::secret("password", "Password").schemes(["basic", "oauth-password"]))
+            .field(Field::text("issuer", "OAuth provider").schemes([
+                "oauth",
+                "oauth-audit",
+                "oauth-password",
+                "oauth-service",
+            ]))
             .field(Field::secret("signing_key", "Webhook signing key").optional())
             .field(Field::secret("shown_key", "A secret the probe may read").optional())
             .auth(Auth::bearer("bearer", "Token", "token"))
@@ -301,6 +307,48 @@ impl Connector for Probe {
                 "password",
             ))
             .auth(Auth::none("none", "No credentials"))
+            // OAuth 2.0 against the suite's authorization server, whose address is a field.
+            // `prompt=consent` makes the provider issue a refresh token (offline access).
+            .auth(
+                Auth::oauth2_code(
+                    "oauth",
+                    "OAuth 2.0",
+                    "{issuer}/auth?prompt=consent",
+                    "{issuer}/token",
+                )
+                .scopes(["offline_access"])
+                .mandatory_scopes(["read"]),
+            )
+            // A scope the provider never grants: every grant lacks it.
+            .auth(
+                Auth::oauth2_code(
+                    "oauth-audit",
+                    "OAuth 2.0 with audit access",
+                    "{issuer}/auth?prompt=consent",
+                    "{issuer}/token",
+                )
+                .scopes(["offline_access"])
+                .mandatory_scopes(["read", "audit"]),
+            )
+            .auth(
+                Auth::oauth2_password(
+                    "oauth-password",
+                    "OAuth 2.0 password",
+                    "{issuer}/token",
+                    "username",
+                    "password",
+                )
+                .scopes(["offline_access"])
+                .mandatory_scopes(["read"]),
+            )
+            .auth(
+                Auth::oauth2_client_credentials(
+                    "oauth-service",
+                    "OAuth 2.0 client credentials",
+                    "{issuer}/token",
+                )
+                .mandatory_scopes(["read"]),
+            )
             .allowed_host("{base_url}")
             .reveal_field("shown_key")
             .action("echo", "Echo", "Returns its input.", echo)

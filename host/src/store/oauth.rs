@@ -1,0 +1,323 @@
+//! OAuth 2.0 state: each connection's tokens, sealed, and the authorizations waiting for a
+//! user's consent (the `state` sent to the provider and the PKCE verifier kept server-side).
+
+use super::{Store, StoreError, Timestamp};
+use crate::credentials::Secret;
+use crate::credentials::at_rest::Sealed;
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use zeroize::Zeroizing;
+
+/// The associated data of a connection's sealed tokens.
+pub(super) fn tokens_aad(connection_id: &str) -> Vec<u8> {
+    format!("junction/oauth-tokens/v1\0{connection_id}").into_bytes()
+}
+
+/// The associated data of a pending authorization's sealed PKCE verifier.
+pub(super) fn state_aad(connection_id: &str, state_hash: &[u8]) -> Vec<u8> {
+    let mut aad = format!("junction/oauth-state/v1\0{connection_id}\0").into_bytes();
+    aad.extend_from_slice(state_hash);
+    aad
+}
+
+/// A connection's tokens as stored.
+#[derive(Debug, Clone)]
+pub struct StoredTokens {
+    /// Grows with every write of the connection's tokens.
+    pub version: i64,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Tokens to store (the version is the store's business).
+#[derive(Debug, Clone)]
+pub struct NewTokens {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedPair<'a> {
+    access_token: &'a str,
+    refresh_token: Option<&'a str>,
+}
+
+/// A first write of a connection's tokens (version 1); binds: connection id, key id, nonce,
+/// ciphertext, scopes, issued at, expires at, updated at.
+const INSERT: &str = "INSERT INTO oauth_tokens (connection_id, version, key_id, nonce, ciphertext, \
+     scopes, issued_at, expires_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?)";
+/// The update of an upsert, from the values of the insert.
+const REPLACE: &str = "version = version + 1, key_id = excluded.key_id, nonce = excluded.nonce, \
+     ciphertext = excluded.ciphertext, scopes = excluded.scopes, issued_at = excluded.issued_at, \
+     expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+/// The same update with its own binds: key id, nonce, ciphertext, scopes, issued at,
+/// expires at, updated at.
+const REPLACE_BOUND: &str = "version = version + 1, key_id = ?, nonce = ?, ciphertext = ?, \
+     scopes = ?, issued_at = ?, expires_at = ?, updated_at = ?";
+
+/// An authorization waiting for the provider's callback.
+#[derive(Debug)]
+pub struct PendingAuthorization {
+    pub connection_id: String,
+    pub tenant_id: String,
+    pub principal_id: String,
+    pub pkce_verifier: Secret,
+    pub created_at: Timestamp,
+}
+
+/// What a callback's `state` turned out to be.
+#[derive(Debug)]
+pub enum StateLookup {
+    /// Valid, and now consumed.
+    Pending(PendingAuthorization),
+    /// No authorization with this state was started here (or it was cleaned up long ago).
+    Unknown,
+    /// It was used already: a replayed callback.
+    Used,
+    /// Started, but too long ago.
+    Expired,
+}
+
+impl Store {
+    /// Writes a connection's tokens (replacing any) and returns their new version.
+    pub async fn save_tokens(
+        &self,
+        connection_id: &str,
+        tokens: &NewTokens,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version = self.save_tokens_in(&mut tx, connection_id, tokens).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    fn seal_tokens(&self, connection_id: &str, tokens: &NewTokens) -> Result<Sealed, StoreError> {
+        let pair = Zeroizing::new(
+            serde_json::to_vec(&SealedPair {
+                access_token: tokens.access_token.expose(),
+                refresh_token: tokens.refresh_token.as_ref().map(Secret::expose),
+            })
+            .map_err(|e| StoreError::Corrupt(format!("tokens: {e}")))?,
+        );
+        Ok(self.key.seal(&tokens_aad(connection_id), &pair)?)
+    }
+
+    pub(super) async fn save_tokens_in(
+        &self,
+        tx: &mut super::Tx<'_>,
+        connection_id: &str,
+        tokens: &NewTokens,
+    ) -> Result<i64, StoreError> {
+        let sealed = self.seal_tokens(connection_id, tokens)?;
+        let row = sqlx::query(&format!(
+            "{INSERT} ON CONFLICT (connection_id) DO UPDATE SET {REPLACE} RETURNING version"
+        ))
+        .bind(connection_id)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(tokens.scopes.join(" "))
+        .bind(tokens.issued_at)
+        .bind(tokens.expires_at)
+        .bind(Timestamp::now())
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    /// Stores the tokens an authorization produced and marks the connection healthy, in
+    /// one transaction.
+    pub async fn authorize_connection(
+        &self,
+        connection_id: &str,
+        tokens: &NewTokens,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version = self.save_tokens_in(&mut tx, connection_id, tokens).await?;
+        sqlx::query(
+            "UPDATE connections SET health = 'healthy', health_reason = NULL, \
+             health_checked_at = ? WHERE id = ?",
+        )
+        .bind(Timestamp::now())
+        .bind(connection_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Writes renewed tokens over the version `read` (`None`: there were none), and
+    /// returns the new version; `None` when the tokens changed since they were read (a
+    /// reconnect, an edit that dropped them), and nothing is written. One statement, so
+    /// the check and the write cannot be separated.
+    pub async fn save_renewed_tokens(
+        &self,
+        connection_id: &str,
+        read: Option<i64>,
+        tokens: &NewTokens,
+    ) -> Result<Option<i64>, StoreError> {
+        let sealed = self.seal_tokens(connection_id, tokens)?;
+        let sql = match read {
+            Some(_) => format!(
+                "UPDATE oauth_tokens SET {REPLACE_BOUND} WHERE connection_id = ? AND version = ? \
+                 RETURNING version"
+            ),
+            None => format!("{INSERT} ON CONFLICT (connection_id) DO NOTHING RETURNING version"),
+        };
+        let mut q = sqlx::query(&sql);
+        if read.is_none() {
+            q = q.bind(connection_id);
+        }
+        q = q
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(tokens.scopes.join(" "))
+            .bind(tokens.issued_at)
+            .bind(tokens.expires_at)
+            .bind(Timestamp::now());
+        if let Some(version) = read {
+            q = q.bind(connection_id).bind(version);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
+        row.map(|r| r.try_get("version"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// A connection's tokens, if it holds any.
+    pub async fn tokens(&self, connection_id: &str) -> Result<Option<StoredTokens>, StoreError> {
+        let Some(r) = sqlx::query(
+            "SELECT version, key_id, nonce, ciphertext, scopes, issued_at, expires_at \
+             FROM oauth_tokens WHERE connection_id = ?",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let sealed = Sealed {
+            key_id: r.try_get("key_id")?,
+            nonce: r.try_get("nonce")?,
+            ciphertext: r.try_get("ciphertext")?,
+        };
+        let clear = self.key.open(&tokens_aad(connection_id), &sealed)?;
+        let pair: SealedPair<'_> = serde_json::from_slice(&clear)
+            .map_err(|_| StoreError::Corrupt("the sealed tokens are malformed".into()))?;
+        let scopes: String = r.try_get("scopes")?;
+        Ok(Some(StoredTokens {
+            version: r.try_get("version")?,
+            access_token: Secret::new(pair.access_token),
+            refresh_token: pair.refresh_token.map(Secret::new),
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+            issued_at: r.try_get("issued_at")?,
+            expires_at: r.try_get("expires_at")?,
+        }))
+    }
+
+    /// Forgets a connection's tokens (its credentials changed).
+    pub async fn delete_tokens(&self, connection_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM oauth_tokens WHERE connection_id = ?")
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an authorization started by `principal_id` for a connection; `state_hash` is
+    /// the SHA-256 of the `state` sent to the provider.
+    pub async fn start_authorization(
+        &self,
+        state_hash: &[u8],
+        pending: &PendingAuthorization,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sealed = self.key.seal_secret(
+            &state_aad(&pending.connection_id, state_hash),
+            &pending.pkce_verifier,
+        )?;
+        // Authorizations older than a day are of no use, even to tell a replay apart.
+        let cutoff = Timestamp(Timestamp::now().0 - 24 * 3600 * 1000);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at < ?")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_states (state_hash, connection_id, tenant_id, principal_id, key_id, \
+             nonce, ciphertext, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(state_hash)
+        .bind(&pending.connection_id)
+        .bind(&pending.tenant_id)
+        .bind(&pending.principal_id)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(pending.created_at)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Consumes the authorization whose state hashes to `state_hash`: a state works once.
+    pub async fn take_authorization(&self, state_hash: &[u8]) -> Result<StateLookup, StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.pool.begin().await?;
+        let Some(r) = sqlx::query(
+            "SELECT connection_id, tenant_id, principal_id, key_id, nonce, ciphertext, created_at, \
+             expires_at, used_at FROM oauth_states WHERE state_hash = ?",
+        )
+        .bind(state_hash)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(StateLookup::Unknown);
+        };
+        let used_at: Option<Timestamp> = r.try_get("used_at")?;
+        if used_at.is_some() {
+            return Ok(StateLookup::Used);
+        }
+        let taken = sqlx::query(
+            "UPDATE oauth_states SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(state_hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if taken.rows_affected() != 1 {
+            return Ok(StateLookup::Used);
+        }
+        let expires_at: Timestamp = r.try_get("expires_at")?;
+        if expires_at < now {
+            return Ok(StateLookup::Expired);
+        }
+        let connection_id: String = r.try_get("connection_id")?;
+        let sealed = Sealed {
+            key_id: r.try_get("key_id")?,
+            nonce: r.try_get("nonce")?,
+            ciphertext: r.try_get("ciphertext")?,
+        };
+        let pkce_verifier = self
+            .key
+            .open_secret(&state_aad(&connection_id, state_hash), &sealed)?;
+        Ok(StateLookup::Pending(PendingAuthorization {
+            connection_id,
+            tenant_id: r.try_get("tenant_id")?,
+            principal_id: r.try_get("principal_id")?,
+            pkce_verifier,
+            created_at: r.try_get("created_at")?,
+        }))
+    }
+}

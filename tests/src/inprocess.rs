@@ -1,0 +1,80 @@
+//! The service built in the benchmark's own process, exactly as `junction serve` builds
+//! it (store on disk, token authentication, group-committed invocation records, a fresh
+//! instance per invocation), listening on loopback.
+
+use junction::api::{Metrics, Service, router};
+use junction::auth::OAuth;
+use junction::capabilities::http::HttpClient;
+use junction::catalog::Catalog;
+use junction::runtime::{EngineOptions, Limits, Runtime};
+use junction::store::{InvocationLog, KeySource, Store, StoreConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A running in-process service.
+#[allow(missing_debug_implementations)]
+pub struct InProcess {
+    pub addr: SocketAddr,
+    /// An administrator's API token.
+    pub token: String,
+    pub service: Arc<Service>,
+    dir: PathBuf,
+}
+
+impl InProcess {
+    /// Starts a service with `components` loaded, on a fresh data directory named after
+    /// `name`, with a tenant whose administrator's token is returned.
+    pub async fn start(name: &str, components: &[&str]) -> InProcess {
+        let dir =
+            std::env::temp_dir().join(format!("junction-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = StoreConfig {
+            data_dir: dir.clone(),
+            key: KeySource::File(dir.join("junction.key")),
+        };
+        let (store, _) = Store::open(&config, None).await.unwrap();
+        let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
+        let paths: Vec<PathBuf> = components.iter().map(PathBuf::from).collect();
+        let catalog = Catalog::load(&runtime, &paths, |_, _| {}).await.unwrap();
+        let (_, _, token) = store.create_tenant("bench", "ada").await.unwrap();
+        let token = token.token.expose().to_owned();
+        let (invocations, _writer) = InvocationLog::start(store.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let oauth = OAuth::new(
+            store.clone(),
+            HttpClient::new(Limits::default().connect_timeout),
+            Default::default(),
+            format!("http://{addr}/v1/oauth/callback"),
+        );
+        let service = Arc::new(Service {
+            store,
+            runtime,
+            oauth: Arc::new(oauth),
+            catalog,
+            metrics: Metrics::new(),
+            invocations,
+            max_body_bytes: 1 << 20,
+            cut: tokio::sync::watch::channel(false).0,
+        });
+        let app = router(service.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        InProcess {
+            addr,
+            token,
+            service,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
