@@ -321,3 +321,113 @@ impl Store {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HealthStatus, KeySource, NewConnection, StoreConfig};
+    use std::collections::BTreeMap;
+
+    fn tokens(access: &str, refresh: &str) -> NewTokens {
+        NewTokens {
+            access_token: Secret::new(access),
+            refresh_token: Some(Secret::new(refresh)),
+            scopes: vec!["read".into()],
+            issued_at: Timestamp::now(),
+            expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_and_pending_authorizations_are_versioned_single_use_and_survive_a_key_rotation()
+    {
+        let dir = std::env::temp_dir().join(format!(
+            "junction-store-oauth-{}-{}",
+            std::process::id(),
+            Timestamp::now().0
+        ));
+        let config = StoreConfig {
+            data_dir: dir.clone(),
+            key: KeySource::File(dir.join("junction.key")),
+        };
+        let (mut store, _) = Store::open(&config, None).await.unwrap();
+        let (tenant, admin, _) = store.create_tenant("t", "ada").await.unwrap();
+        let id = store
+            .create_connection(NewConnection {
+                tenant_id: tenant.id.clone(),
+                folder_id: admin.personal_folder_id.clone(),
+                created_by: admin.id.clone(),
+                connector: "probe".into(),
+                auth: "oauth".into(),
+                name: "crm".into(),
+                description: String::new(),
+                fields: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+                poll_interval_seconds: None,
+                health: HealthStatus::PendingAuthorization,
+                tokens: None,
+            })
+            .await
+            .unwrap();
+
+        let v1 = store
+            .authorize_connection(&id, &tokens("at-1", "rt-1"))
+            .await
+            .unwrap();
+        // A renewal over the version it read is saved; one over a stale version is not.
+        let v2 = store
+            .save_renewed_tokens(&id, Some(v1), &tokens("at-2", "rt-2"))
+            .await
+            .unwrap();
+        assert_eq!(v2, Some(v1 + 1));
+        let stale = store
+            .save_renewed_tokens(&id, Some(v1), &tokens("at-x", "rt-x"))
+            .await
+            .unwrap();
+        assert_eq!(stale, None);
+        assert_eq!(
+            store
+                .save_renewed_tokens(&id, None, &tokens("a", "r"))
+                .await
+                .unwrap(),
+            None,
+            "a first save must not overwrite tokens that exist"
+        );
+
+        let hash = [7u8; 32];
+        let pending = PendingAuthorization {
+            connection_id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            principal_id: admin.id.clone(),
+            pkce_verifier: Secret::new("verifier-1"),
+            created_at: Timestamp::now(),
+        };
+        let later = Timestamp(Timestamp::now().0 + 60_000);
+        store
+            .start_authorization(&hash, &pending, later)
+            .await
+            .unwrap();
+
+        store.rotate_key(&dir.join("junction.key")).await.unwrap();
+        store.close().await;
+        let (store, _) = Store::open(&config, None).await.unwrap();
+        let read = store.tokens(&id).await.unwrap().unwrap();
+        assert_eq!(read.access_token.expose(), "at-2");
+        assert_eq!(read.refresh_token.unwrap().expose(), "rt-2");
+        assert_eq!(read.version, v1 + 1);
+        match store.take_authorization(&hash).await.unwrap() {
+            StateLookup::Pending(p) => assert_eq!(p.pkce_verifier.expose(), "verifier-1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.take_authorization(&hash).await.unwrap(),
+            StateLookup::Used
+        ));
+        assert!(matches!(
+            store.take_authorization(&[0u8; 32]).await.unwrap(),
+            StateLookup::Unknown
+        ));
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

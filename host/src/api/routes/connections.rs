@@ -92,6 +92,24 @@ fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
     }
 }
 
+/// A connection as the API shows it after a change, read back from the store, with the
+/// consent to finish if the change started one.
+async fn reload(
+    service: &AppState,
+    caller: &Caller,
+    id: &str,
+    authorization: Option<super::oauth::Authorization>,
+) -> ApiResult<ConnectionView> {
+    let record = service
+        .store
+        .connection(&caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", id))?;
+    let mut shown = view(service, record);
+    shown.authorization = authorization;
+    Ok(shown)
+}
+
 /// A connection of the caller's tenant that the caller holds `needed` on.
 async fn authorized(
     service: &AppState,
@@ -260,13 +278,7 @@ pub async fn create(
         }
         _ => None,
     };
-    let record = service
-        .store
-        .connection(&caller.tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
-    let mut shown = view(&service, record);
-    shown.authorization = authorization;
+    let shown = reload(&service, &caller, &id, authorization).await?;
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
@@ -411,12 +423,7 @@ pub async fn update(
         service.oauth.forget(&id);
     }
     tracing::info!(connection = %id, credentials_changed, "connection edited");
-    let record = service
-        .store
-        .connection(&caller.tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
-    Ok(Json(view(&service, record)))
+    Ok(Json(reload(&service, &caller, &id, None).await?))
 }
 
 /// The setting an edit changes that decides where credentials are sent: the auth scheme, or
@@ -565,14 +572,7 @@ pub async fn reconnect(
         tracing::info!(connection = %id, "connection reconnected");
         None
     };
-    let record = service
-        .store
-        .connection(&caller.tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
-    let mut shown = view(&service, record);
-    shown.authorization = authorization;
-    Ok(Json(shown))
+    Ok(Json(reload(&service, &caller, &id, authorization).await?))
 }
 
 pub async fn test(
