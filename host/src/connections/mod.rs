@@ -83,8 +83,8 @@ pub fn check(
     })
 }
 
-/// The token source of an OAuth connection that holds no grant to use: every request
-/// fails with the reason.
+/// Stands in for the token source when a connection is only checked against its
+/// connector (its grant comes later): every request would fail with the reason.
 #[derive(Debug)]
 struct NotAuthorized;
 
@@ -273,10 +273,16 @@ pub fn health_of(
 #[tracing::instrument(skip_all, fields(connection = %record.id, connector = %record.connector))]
 pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health, ApiError> {
     let loaded = loaded(service, record)?;
-    if record.health.status == HealthStatus::PendingAuthorization
-        && is_oauth(loaded.connector.manifest(), &record.auth)
-    {
-        return Ok(record.health.clone());
+    // An OAuth connection waiting for a (re)connect has nothing to test: its health says
+    // so already, and asking the provider again would only repeat the refusal.
+    if must_reauthenticate(&loaded, record).is_some() {
+        let health = Health {
+            checked_at: Some(Timestamp::now()),
+            ..record.health.clone()
+        };
+        // Checked now, so the periodic check moves on to other connections.
+        service.store.set_health(&record.id, &health).await?;
+        return Ok(health);
     }
     let health = match prepare(service, &loaded, record).await? {
         Ok(prepared) => {
