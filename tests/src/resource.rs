@@ -95,15 +95,7 @@ impl Resource {
             .route("/echo/authorization", get(echo_authorization))
             .layer(middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let stop = crate::serve_until_dropped(listener, app);
         Resource {
             base_url: format!("http://{addr}"),
             addr,

@@ -41,15 +41,7 @@ impl Callback {
                 }
             }),
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let stop = junction_tests::serve_until_dropped(listener, app);
         Callback {
             url,
             received,

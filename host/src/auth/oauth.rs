@@ -9,7 +9,7 @@ use crate::credentials::Secret;
 use crate::runtime::manifest::{
     AuthKind, AuthScheme, CLIENT_ID_FIELD, CLIENT_SECRET_FIELD, SCOPES_FIELD, fill_placeholders,
 };
-use crate::store::{NewTokens, Timestamp};
+use crate::store::{Timestamp, Tokens};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
@@ -95,6 +95,8 @@ pub enum SetupError {
     Required { field: &'static str },
     #[error("auth scheme `{0}` is not an OAuth 2.0 scheme")]
     NotOAuth(String),
+    #[error("the {0} grant has no consent in a browser; reconnect runs it directly")]
+    NoAuthorizationStep(&'static str),
 }
 
 /// Why a token request failed. Never contains a token or a secret.
@@ -350,9 +352,7 @@ impl Provider {
     /// it, a PKCE challenge; returns the URL and the verifier to keep server-side.
     pub fn authorization_url(&self, state: &str) -> Result<(Url, Option<Secret>), SetupError> {
         let Some(auth) = &self.authorize_url else {
-            return Err(SetupError::NotOAuth(
-                "this grant has no authorization step".into(),
-            ));
+            return Err(SetupError::NoAuthorizationStep(self.grant.name()));
         };
         let redirect =
             RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| SetupError::BadUrl {
@@ -402,7 +402,7 @@ impl Provider {
         http: &HttpClient,
         code: &str,
         verifier: Option<&Secret>,
-    ) -> Result<NewTokens, GrantError> {
+    ) -> Result<Tokens, GrantError> {
         let client = self.client();
         let mut request = client.exchange_code(AuthorizationCode::new(code.to_owned()));
         if let Some(v) = verifier {
@@ -413,7 +413,7 @@ impl Provider {
     }
 
     /// Runs the password or client credentials grant.
-    pub async fn request_tokens(&self, http: &HttpClient) -> Result<NewTokens, GrantError> {
+    pub async fn request_tokens(&self, http: &HttpClient) -> Result<Tokens, GrantError> {
         let client = self.client();
         let scopes = self.scopes.iter().cloned().map(Scope::new);
         match &self.grant {
@@ -449,7 +449,7 @@ impl Provider {
         http: &HttpClient,
         refresh_token: &Secret,
         granted: &[String],
-    ) -> Result<NewTokens, GrantError> {
+    ) -> Result<Tokens, GrantError> {
         let client = self.client();
         let token = RefreshToken::new(refresh_token.expose().to_owned());
         let response = client
@@ -471,7 +471,7 @@ impl Provider {
             RequestTokenError<ExchangeError, StandardErrorResponse<BasicErrorResponseType>>,
         >,
         previously_granted: Option<&[String]>,
-    ) -> Result<NewTokens, GrantError> {
+    ) -> Result<Tokens, GrantError> {
         let response = response.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => GrantError::Refused {
                 grant,
@@ -508,7 +508,7 @@ impl Provider {
         if !missing.is_empty() {
             return Err(GrantError::MissingScopes { missing });
         }
-        Ok(NewTokens {
+        Ok(Tokens {
             access_token: Secret::new(response.access_token().secret().as_str()),
             refresh_token: response
                 .refresh_token()

@@ -13,7 +13,7 @@ use crate::config::OAuthApp;
 use crate::credentials::tokens::BoxFuture;
 use crate::credentials::{CredentialFailure, Secret, TokenSource};
 use crate::runtime::manifest::AuthScheme;
-use crate::store::{Health, HealthStatus, NewTokens, Store, StoredTokens, Timestamp};
+use crate::store::{Health, HealthStatus, Store, StoredTokens, Timestamp, Tokens};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,6 +37,12 @@ struct Entry {
     latest: RwLock<Option<Current>>,
 }
 
+/// What the store holds for a renewal to decide on.
+enum Stored {
+    Fresh(Secret),
+    Stale(Option<StoredTokens>),
+}
+
 #[derive(Debug, Clone)]
 struct Current {
     access: Secret,
@@ -44,7 +50,7 @@ struct Current {
 }
 
 impl Current {
-    fn of(t: &StoredTokens, grant: &Grant) -> Self {
+    fn of(t: &Tokens, grant: &Grant) -> Self {
         Self {
             access: t.access_token.clone(),
             renew_at: renew_at(
@@ -102,18 +108,24 @@ impl OAuth {
         &self.redirect_uri
     }
 
-    pub fn http(&self) -> &HttpClient {
-        &self.http
-    }
-
     /// Token requests made since the start (every grant, refreshes included).
     pub fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::Relaxed)
     }
 
-    /// Counts a token request made outside this module (a code exchange).
-    pub fn count_token_request(&self) {
+    fn count_token_request(&self) {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Exchanges an authorization code (and its PKCE verifier) for tokens.
+    pub async fn exchange_code(
+        &self,
+        provider: &Provider,
+        code: &str,
+        verifier: Option<&Secret>,
+    ) -> Result<Tokens, GrantError> {
+        self.count_token_request();
+        provider.exchange_code(&self.http, code, verifier).await
     }
 
     /// The provider settings of a connection.
@@ -135,7 +147,7 @@ impl OAuth {
     }
 
     /// Runs the password or client credentials grant.
-    pub async fn request_tokens(&self, provider: &Provider) -> Result<NewTokens, GrantError> {
+    pub async fn request_tokens(&self, provider: &Provider) -> Result<Tokens, GrantError> {
         self.count_token_request();
         provider.request_tokens(&self.http).await
     }
@@ -185,19 +197,10 @@ impl OAuth {
         if let Some(token) = entry.fresh(Timestamp::now()) {
             return Ok(token);
         }
-        let stored = self
-            .store
-            .tokens(connection_id)
-            .await
-            .map_err(unavailable)?;
-        if let Some(t) = &stored {
-            let current = Current::of(t, &provider.grant);
-            if current.fresh(Timestamp::now()) {
-                entry.set(Some(current));
-                return Ok(t.access_token.clone());
-            }
+        match self.stored(connection_id, provider, &entry, None).await? {
+            Stored::Fresh(token) => Ok(token),
+            Stored::Stale(stored) => self.renew(connection_id, provider, stored, &entry).await,
         }
-        self.renew(connection_id, provider, stored, &entry).await
     }
 
     /// The API answered 401 to `rejected`: the token renewed since, or a new one.
@@ -215,20 +218,40 @@ impl OAuth {
         {
             return Ok(token);
         }
+        match self
+            .stored(connection_id, provider, &entry, Some(rejected))
+            .await?
+        {
+            Stored::Fresh(token) => Ok(token),
+            Stored::Stale(stored) => {
+                tracing::info!("the API rejected the access token; renewing it");
+                self.renew(connection_id, provider, stored, &entry).await
+            }
+        }
+    }
+
+    /// The stored tokens: their access token if it is fresh (and not `rejected`), now
+    /// held in memory too; otherwise what renewing them starts from.
+    async fn stored(
+        &self,
+        connection_id: &str,
+        provider: &Provider,
+        entry: &Entry,
+        rejected: Option<&Secret>,
+    ) -> Result<Stored, CredentialFailure> {
         let stored = self
             .store
             .tokens(connection_id)
             .await
             .map_err(unavailable)?;
-        if let Some(t) = &stored
-            && t.access_token != *rejected
-            && Current::of(t, &provider.grant).fresh(Timestamp::now())
-        {
-            entry.set(Some(Current::of(t, &provider.grant)));
-            return Ok(t.access_token.clone());
+        if let Some(t) = &stored {
+            let current = Current::of(&t.tokens, &provider.grant);
+            if current.fresh(Timestamp::now()) && Some(&current.access) != rejected {
+                entry.set(Some(current.clone()));
+                return Ok(Stored::Fresh(current.access));
+            }
         }
-        tracing::info!("the API rejected the access token; renewing it");
-        self.renew(connection_id, provider, stored, &entry).await
+        Ok(Stored::Stale(stored))
     }
 
     /// Obtains new tokens (the caller holds the entry's renewal lock), saves them, then
@@ -241,9 +264,9 @@ impl OAuth {
         entry: &Entry,
     ) -> Result<Secret, CredentialFailure> {
         entry.set(None);
-        let refresh = stored.as_ref().and_then(|t| t.refresh_token.clone());
+        let refresh = stored.as_ref().and_then(|t| t.tokens.refresh_token.clone());
         let read_version = stored.as_ref().map(|t| t.version);
-        let granted = stored.map(|t| t.scopes).unwrap_or_default();
+        let granted = stored.map(|t| t.tokens.scopes).unwrap_or_default();
         let result = match refresh {
             Some(refresh_token) => {
                 self.count_token_request();
@@ -288,30 +311,14 @@ impl OAuth {
             .await
             .map_err(|e| unavailable(format!("the renewed tokens could not be saved: {e}")))?;
         if saved.is_none() {
-            let now = self
-                .store
-                .tokens(connection_id)
-                .await
-                .map_err(unavailable)?;
-            return match now {
-                Some(t) if Current::of(&t, &provider.grant).fresh(Timestamp::now()) => {
-                    entry.set(Some(Current::of(&t, &provider.grant)));
-                    Ok(t.access_token)
-                }
-                _ => Err(unavailable(
+            return match self.stored(connection_id, provider, entry, None).await? {
+                Stored::Fresh(token) => Ok(token),
+                Stored::Stale(_) => Err(unavailable(
                     "the connection's tokens were replaced while they were being renewed; try again",
                 )),
             };
         }
-        let current = Current {
-            access: tokens.access_token.clone(),
-            renew_at: renew_at(
-                tokens.issued_at,
-                tokens.expires_at,
-                provider.grant.renewable(tokens.refresh_token.is_some()),
-            ),
-        };
-        entry.set(Some(current));
+        entry.set(Some(Current::of(&tokens, &provider.grant)));
         tracing::info!(grant = provider.grant.name(), "access token renewed");
         Ok(tokens.access_token)
     }

@@ -115,7 +115,8 @@ impl AuthKind {
         }
     }
 
-    fn urls(&self) -> Vec<&str> {
+    /// The OAuth endpoint templates of the scheme (none for other kinds).
+    pub fn urls(&self) -> Vec<&str> {
         match self {
             Self::Oauth2Code {
                 authorize_url,

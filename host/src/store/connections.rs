@@ -93,7 +93,7 @@ pub struct NewConnection {
     /// for consent), or takes when an edit drops its tokens.
     pub health: HealthStatus,
     /// OAuth tokens obtained before it was created (password and client credentials).
-    pub tokens: Option<super::NewTokens>,
+    pub tokens: Option<super::Tokens>,
 }
 
 /// Filters of a connection list.

@@ -9,6 +9,7 @@
 
 use super::{OpenReport, StoreConfig, StoreError};
 use crate::credentials::at_rest::{MasterKey, Sealed, sync_parent};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqlitePool};
 use std::path::{Path, PathBuf};
 
@@ -177,58 +178,40 @@ pub struct RotateReport {
 }
 
 impl super::Store {
-    /// Re-seals the OAuth tokens and the pending authorizations' PKCE verifiers under
-    /// `new`; returns how many values.
-    async fn reseal_oauth(
+    /// Re-seals under `new` every sealed value of `table`, whose associated data `aad`
+    /// builds from the row; returns how many values. Rows are addressed by `rowid`, so one
+    /// loop serves every table.
+    async fn reseal_table(
         &self,
         tx: &mut super::Tx<'_>,
         new: &MasterKey,
+        table: &str,
+        aad: impl Fn(&SqliteRow) -> Result<Vec<u8>, StoreError>,
     ) -> Result<usize, StoreError> {
-        let mut count = 0;
-        for (table, key_column) in [
-            ("oauth_tokens", "connection_id"),
-            ("oauth_states", "state_hash"),
-        ] {
-            let rows = sqlx::query(&format!(
-                "SELECT {key_column} AS k, connection_id, key_id, nonce, ciphertext FROM {table}"
-            ))
+        let rows = sqlx::query(&format!("SELECT rowid AS row_id, * FROM {table}"))
             .fetch_all(&mut **tx)
             .await?;
-            for row in rows {
-                let connection_id: String = row.try_get("connection_id")?;
-                let (aad, key): (Vec<u8>, Vec<u8>) = if table == "oauth_tokens" {
-                    (
-                        super::oauth::tokens_aad(&connection_id),
-                        connection_id.clone().into_bytes(),
-                    )
-                } else {
-                    let hash: Vec<u8> = row.try_get("k")?;
-                    (super::oauth::state_aad(&connection_id, &hash), hash)
-                };
-                let sealed = Sealed {
-                    key_id: row.try_get("key_id")?,
-                    nonce: row.try_get("nonce")?,
-                    ciphertext: row.try_get("ciphertext")?,
-                };
-                let clear = self.key.open(&aad, &sealed)?;
-                let resealed = new.seal(&aad, &clear)?;
-                let sql = format!(
-                    "UPDATE {table} SET key_id = ?, nonce = ?, ciphertext = ? WHERE {key_column} = ?"
-                );
-                let update = sqlx::query(&sql)
-                    .bind(&resealed.key_id)
-                    .bind(&resealed.nonce)
-                    .bind(&resealed.ciphertext);
-                let update = if table == "oauth_tokens" {
-                    update.bind(connection_id)
-                } else {
-                    update.bind(key)
-                };
-                update.execute(&mut **tx).await?;
-                count += 1;
-            }
+        let update =
+            format!("UPDATE {table} SET key_id = ?, nonce = ?, ciphertext = ? WHERE rowid = ?");
+        for row in &rows {
+            let aad = aad(row)?;
+            let sealed = Sealed {
+                key_id: row.try_get("key_id")?,
+                nonce: row.try_get("nonce")?,
+                ciphertext: row.try_get("ciphertext")?,
+            };
+            let clear = self.key.open(&aad, &sealed)?;
+            let resealed = new.seal(&aad, &clear)?;
+            let row_id: i64 = row.try_get("row_id")?;
+            sqlx::query(&update)
+                .bind(&resealed.key_id)
+                .bind(&resealed.nonce)
+                .bind(&resealed.ciphertext)
+                .bind(row_id)
+                .execute(&mut **tx)
+                .await?;
         }
-        Ok(count)
+        Ok(rows.len())
     }
 
     /// Re-encrypts every sealed value under a new key and replaces the key file. The
@@ -248,36 +231,26 @@ impl super::Store {
         MasterKey::write_file(&pending, &encoded)?;
 
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT connection_id, field, key_id, nonce, ciphertext FROM connection_secrets",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let count = rows.len();
-        for row in rows {
-            let connection_id: String = row.try_get("connection_id")?;
-            let field: String = row.try_get("field")?;
-            let aad = super::connections::secret_aad(&connection_id, &field);
-            let sealed = Sealed {
-                key_id: row.try_get("key_id")?,
-                nonce: row.try_get("nonce")?,
-                ciphertext: row.try_get("ciphertext")?,
-            };
-            let clear = self.key.open(&aad, &sealed)?;
-            let resealed = new.seal(&aad, &clear)?;
-            sqlx::query(
-                "UPDATE connection_secrets SET key_id = ?, nonce = ?, ciphertext = ? \
-                 WHERE connection_id = ? AND field = ?",
-            )
-            .bind(&resealed.key_id)
-            .bind(&resealed.nonce)
-            .bind(&resealed.ciphertext)
-            .bind(&connection_id)
-            .bind(&field)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let count = count + self.reseal_oauth(&mut tx, &new).await?;
+        let count = self
+            .reseal_table(&mut tx, &new, "connection_secrets", |row| {
+                let id: String = row.try_get("connection_id")?;
+                let field: String = row.try_get("field")?;
+                Ok(super::connections::secret_aad(&id, &field))
+            })
+            .await?
+            + self
+                .reseal_table(&mut tx, &new, "oauth_tokens", |row| {
+                    let id: String = row.try_get("connection_id")?;
+                    Ok(super::oauth::tokens_aad(&id))
+                })
+                .await?
+            + self
+                .reseal_table(&mut tx, &new, "oauth_states", |row| {
+                    let id: String = row.try_get("connection_id")?;
+                    let hash: Vec<u8> = row.try_get("state_hash")?;
+                    Ok(super::oauth::state_aad(&id, &hash))
+                })
+                .await?;
         let check = new.seal(CHECK_AAD, CHECK_PLAINTEXT)?;
         sqlx::query(
             "UPDATE store_key SET key_id = ?, nonce = ?, ciphertext = ? WHERE singleton = 1",

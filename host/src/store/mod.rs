@@ -14,7 +14,7 @@ mod tenancy;
 pub use connections::{ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection};
 pub use invocations::{InvocationError, InvocationFilter, InvocationLog, InvocationRecord};
 pub use keys::{KeySource, RotateReport};
-pub use oauth::{NewTokens, PendingAuthorization, StateLookup, StoredTokens};
+pub use oauth::{PendingAuthorization, StateLookup, StoredTokens, Tokens};
 pub use tenancy::{Folder, FolderKind, Grant, NewToken, Permissions, Principal, Role, Tenant};
 
 use crate::credentials::at_rest::{KeyError, MasterKey, random_bytes};

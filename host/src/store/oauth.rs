@@ -20,11 +20,9 @@ pub(super) fn state_aad(connection_id: &str, state_hash: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// A connection's tokens as stored.
+/// A connection's tokens.
 #[derive(Debug, Clone)]
-pub struct StoredTokens {
-    /// Grows with every write of the connection's tokens.
-    pub version: i64,
+pub struct Tokens {
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
     /// The scopes granted.
@@ -33,14 +31,12 @@ pub struct StoredTokens {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Tokens to store (the version is the store's business).
+/// A connection's tokens as stored, with the version of that write.
 #[derive(Debug, Clone)]
-pub struct NewTokens {
-    pub access_token: Secret,
-    pub refresh_token: Option<Secret>,
-    pub scopes: Vec<String>,
-    pub issued_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
+pub struct StoredTokens {
+    /// Grows with every write of the connection's tokens.
+    pub version: i64,
+    pub tokens: Tokens,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,19 +82,7 @@ pub enum StateLookup {
 }
 
 impl Store {
-    /// Writes a connection's tokens (replacing any) and returns their new version.
-    pub async fn save_tokens(
-        &self,
-        connection_id: &str,
-        tokens: &NewTokens,
-    ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let version = self.save_tokens_in(&mut tx, connection_id, tokens).await?;
-        tx.commit().await?;
-        Ok(version)
-    }
-
-    fn seal_tokens(&self, connection_id: &str, tokens: &NewTokens) -> Result<Sealed, StoreError> {
+    fn seal_tokens(&self, connection_id: &str, tokens: &Tokens) -> Result<Sealed, StoreError> {
         let pair = Zeroizing::new(
             serde_json::to_vec(&SealedPair {
                 access_token: tokens.access_token.expose(),
@@ -113,7 +97,7 @@ impl Store {
         &self,
         tx: &mut super::Tx<'_>,
         connection_id: &str,
-        tokens: &NewTokens,
+        tokens: &Tokens,
     ) -> Result<i64, StoreError> {
         let sealed = self.seal_tokens(connection_id, tokens)?;
         let row = sqlx::query(&format!(
@@ -137,7 +121,7 @@ impl Store {
     pub async fn authorize_connection(
         &self,
         connection_id: &str,
-        tokens: &NewTokens,
+        tokens: &Tokens,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let version = self.save_tokens_in(&mut tx, connection_id, tokens).await?;
@@ -161,7 +145,7 @@ impl Store {
         &self,
         connection_id: &str,
         read: Option<i64>,
-        tokens: &NewTokens,
+        tokens: &Tokens,
     ) -> Result<Option<i64>, StoreError> {
         let sealed = self.seal_tokens(connection_id, tokens)?;
         let sql = match read {
@@ -215,21 +199,14 @@ impl Store {
         let scopes: String = r.try_get("scopes")?;
         Ok(Some(StoredTokens {
             version: r.try_get("version")?,
-            access_token: Secret::new(pair.access_token),
-            refresh_token: pair.refresh_token.map(Secret::new),
-            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-            issued_at: r.try_get("issued_at")?,
-            expires_at: r.try_get("expires_at")?,
+            tokens: Tokens {
+                access_token: Secret::new(pair.access_token),
+                refresh_token: pair.refresh_token.map(Secret::new),
+                scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                issued_at: r.try_get("issued_at")?,
+                expires_at: r.try_get("expires_at")?,
+            },
         }))
-    }
-
-    /// Forgets a connection's tokens (its credentials changed).
-    pub async fn delete_tokens(&self, connection_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM oauth_tokens WHERE connection_id = ?")
-            .bind(connection_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Records an authorization started by `principal_id` for a connection; `state_hash` is
@@ -328,8 +305,8 @@ mod tests {
     use crate::store::{HealthStatus, KeySource, NewConnection, StoreConfig};
     use std::collections::BTreeMap;
 
-    fn tokens(access: &str, refresh: &str) -> NewTokens {
-        NewTokens {
+    fn tokens(access: &str, refresh: &str) -> Tokens {
+        Tokens {
             access_token: Secret::new(access),
             refresh_token: Some(Secret::new(refresh)),
             scopes: vec!["read".into()],
@@ -412,8 +389,8 @@ mod tests {
         store.close().await;
         let (store, _) = Store::open(&config, None).await.unwrap();
         let read = store.tokens(&id).await.unwrap().unwrap();
-        assert_eq!(read.access_token.expose(), "at-2");
-        assert_eq!(read.refresh_token.unwrap().expose(), "rt-2");
+        assert_eq!(read.tokens.access_token.expose(), "at-2");
+        assert_eq!(read.tokens.refresh_token.unwrap().expose(), "rt-2");
         assert_eq!(read.version, v1 + 1);
         match store.take_authorization(&hash).await.unwrap() {
             StateLookup::Pending(p) => assert_eq!(p.pkce_verifier.expose(), "verifier-1"),

@@ -438,24 +438,16 @@ fn destination_change(
         return Some("auth".into());
     }
     // The OAuth endpoints too: a client secret goes to the token endpoint.
-    let oauth_urls: Vec<String> = manifest
+    let oauth_urls = manifest
         .scheme(auth)
-        .map(|s| match &s.kind {
-            AuthKind::Oauth2Code {
-                authorize_url,
-                token_url,
-                ..
-            } => vec![authorize_url.clone(), token_url.clone()],
-            AuthKind::Oauth2Password { token_url, .. }
-            | AuthKind::Oauth2ClientCredentials { token_url, .. } => vec![token_url.clone()],
-            _ => Vec::new(),
-        })
+        .map(|s| s.kind.urls())
         .unwrap_or_default();
     let host_fields: Vec<&str> = manifest
         .allowed_hosts
         .iter()
-        .chain(oauth_urls.iter())
-        .flat_map(|p| crate::capabilities::allowed_hosts::placeholders(p))
+        .map(String::as_str)
+        .chain(oauth_urls)
+        .flat_map(crate::capabilities::allowed_hosts::placeholders)
         .collect();
     fields?
         .iter()
@@ -510,25 +502,17 @@ fn oauth_inputs(manifest: &crate::runtime::Manifest, auth: &str) -> Vec<String> 
     let mut names: Vec<String> = [CLIENT_ID_FIELD, CLIENT_SECRET_FIELD, SCOPES_FIELD]
         .map(str::to_owned)
         .to_vec();
-    let urls: Vec<&String> = match manifest.scheme(auth).map(|s| &s.kind) {
-        Some(AuthKind::Oauth2Code {
-            authorize_url,
-            token_url,
-            ..
-        }) => vec![authorize_url, token_url],
-        Some(AuthKind::Oauth2Password {
-            token_url,
-            username_field,
-            password_field,
-            ..
-        }) => {
-            names.push(username_field.clone());
-            names.push(password_field.clone());
-            vec![token_url]
-        }
-        Some(AuthKind::Oauth2ClientCredentials { token_url, .. }) => vec![token_url],
-        _ => Vec::new(),
-    };
+    let kind = manifest.scheme(auth).map(|s| &s.kind);
+    if let Some(AuthKind::Oauth2Password {
+        username_field,
+        password_field,
+        ..
+    }) = kind
+    {
+        names.push(username_field.clone());
+        names.push(password_field.clone());
+    }
+    let urls = kind.map(AuthKind::urls).unwrap_or_default();
     for url in urls {
         names.extend(
             crate::capabilities::allowed_hosts::placeholders(url)

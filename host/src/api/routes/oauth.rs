@@ -10,8 +10,8 @@ use crate::auth::oauth::{Grant, GrantError, Provider, SetupError, hint};
 use crate::connections;
 use crate::credentials::Secret;
 use crate::store::{
-    ConnectionRecord, Health, HealthStatus, NewTokens, PendingAuthorization, Permissions,
-    StateLookup, Timestamp,
+    ConnectionRecord, Health, HealthStatus, PendingAuthorization, Permissions, StateLookup,
+    Timestamp, Tokens,
 };
 use axum::Json;
 use axum::extract::{Query, State};
@@ -126,7 +126,7 @@ pub async fn start(
 }
 
 /// For the password and client credentials grants: tokens now, or the provider's refusal.
-pub async fn request_tokens(service: &AppState, provider: &Provider) -> ApiResult<NewTokens> {
+pub async fn request_tokens(service: &AppState, provider: &Provider) -> ApiResult<Tokens> {
     service
         .oauth
         .request_tokens(provider)
@@ -311,11 +311,7 @@ async fn finish(service: &AppState, query: CallbackQuery) -> ApiResult<Connected
         ));
     };
     let verifier = (!pending.pkce_verifier.is_empty()).then_some(&pending.pkce_verifier);
-    service.oauth.count_token_request();
-    let tokens = match provider
-        .exchange_code(service.oauth.http(), code, verifier)
-        .await
-    {
+    let tokens = match service.oauth.exchange_code(&provider, code, verifier).await {
         Ok(t) => t,
         Err(e) => {
             let error = grant_error(&e, &provider).detail("connection_id", record.id.clone());
