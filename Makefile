@@ -5,8 +5,11 @@ CARGO ?= cargo
 WASM_DIR := target/wasm/wasm32-wasip2/release
 CONNECTORS := junction-http junction-github
 OAUTH_SERVER := tests/servers/oauth
+TOOLS := target/tools
+RVAULT := $(TOOLS)/bin/rvault
+RVAULT_VERSION := 0.2.1
 
-.PHONY: run test setup test-servers connectors lint bench
+.PHONY: run test setup test-servers test-tools connectors lint bench
 
 DATA_DIR ?= junction-data
 
@@ -18,7 +21,7 @@ run: connectors
 		--connectors $(WASM_DIR)/junction_http.wasm:$(WASM_DIR)/junction_github.wasm
 
 ## test: the whole suite, as CI runs it: formatting, lints, unit and end-to-end tests.
-test: setup test-servers lint
+test: setup test-servers test-tools lint
 	$(CARGO) test --workspace --all-targets
 
 ## setup: the WebAssembly target connectors are built for.
@@ -33,6 +36,21 @@ test-servers: $(OAUTH_SERVER)/node_modules/.package-lock.json
 $(OAUTH_SERVER)/node_modules/.package-lock.json: $(OAUTH_SERVER)/package.json $(OAUTH_SERVER)/package-lock.json
 	npm ci --prefix $(OAUTH_SERVER) --no-audit --no-fund
 
+## test-tools: the other programs the tests start, each installed only when missing:
+## RustyVault (`rvault`, a server of the HashiCorp Vault HTTP API, into $(TOOLS), with the
+## OpenSSL headers it needs from the system's packages), tinyproxy (a forward HTTP proxy,
+## a system package), and the openssl command (test certificates, a TLS server).
+## RustyVault is a debug build, enough for the tests, except for the regex crates:
+## unoptimised, they made enabling AppRole take 0.5 s of every server's start-up.
+test-tools: $(RVAULT)
+	command -v tinyproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq tinyproxy)
+	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
+
+$(RVAULT):
+	pkg-config --exists openssl || (apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config)
+	$(CARGO) install rusty_vault --version $(RVAULT_VERSION) --locked --debug --root $(TOOLS) \
+		$(foreach crate,regex regex-automata regex-syntax,--config 'profile.dev.package.$(crate).opt-level=3')
+
 connectors: setup
 	CARGO_PROFILE_RELEASE_LTO=thin $(CARGO) build --release --target wasm32-wasip2 --target-dir target/wasm $(addprefix -p ,$(CONNECTORS))
 
@@ -40,8 +58,11 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: the isolated-invocation benchmark (p50/p99, wasm beside native), and an expired
-## OAuth token under 1,000 concurrent invocations (one token request, the added latency).
-bench: setup test-servers
+## bench: the isolated-invocation benchmark (p50/p99, wasm beside native), an expired
+## OAuth token under 1,000 concurrent invocations (one token request, the added latency),
+## and 10,000 invocations of a connection whose API key lives in a vault (one vault read,
+## the cost of a cache hit).
+bench: setup test-servers $(RVAULT)
 	$(CARGO) bench -p junction-tests --bench invoke
 	$(CARGO) bench -p junction-tests --bench oauth
+	$(CARGO) bench -p junction-tests --bench vault

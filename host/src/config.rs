@@ -1,9 +1,11 @@
 //! The service's configuration: defaults, then a TOML file, then environment variables, then
 //! flags (clap merges the last two: a flag wins over its variable).
 
+use crate::capabilities::http::{ClientOptions, ProxySetting};
 use crate::credentials::Secret;
 use crate::runtime::{EngineOptions, Limits};
 use crate::store::{KEY_FILE, KeySource, StoreConfig};
+use crate::vault::{KvVersion, StoreAuth, StoreSettings};
 use clap::Args;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -22,7 +24,12 @@ pub struct ServeArgs {
     /// A TOML configuration file. Its keys are the long flag names with `_` for `-`
     /// (`listen`, `data_dir`, `connectors = ["a.wasm", "dir/"]`, `health_check_interval`,
     /// and the limits under `[limits]`: `cpu_time`, `timeout`, `memory_mib`,
-    /// `max_requests`, `max_response_mib`). Relative paths are relative to the file.
+    /// `max_requests`, `max_response_mib`), the service's OAuth apps under
+    /// `[oauth_apps.<connector>]`, and the vaults secret fields may reference under
+    /// `[credential_stores.<name>]` (`address`, `auth` = "token" with `token_env` or
+    /// `token_file`, or "approle" with `role_id` and `secret_id_env` or `secret_id_file`;
+    /// `mount`, `kv_version`, `proxy`, `ca_cert`, `timeout`; see the README). Relative
+    /// paths are relative to the file.
     #[arg(long, env = "JUNCTION_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7480]. Port 0 picks a free port (the log
@@ -104,6 +111,54 @@ struct FileConfig {
     /// The service's own OAuth apps, by connector name.
     #[serde(default)]
     oauth_apps: BTreeMap<String, FileOAuthApp>,
+    /// Vaults that secret fields may reference, by name.
+    #[serde(default)]
+    credential_stores: BTreeMap<String, FileCredentialStore>,
+    /// Seconds during which a credential that an API refused, and its store still holds,
+    /// is not read again [default: 30].
+    credential_reread_pause: Option<f64>,
+}
+
+/// `[credential_stores.<name>]`: a vault (the Vault HTTP API) whose KV secrets connections
+/// may reference. The store's own credentials (`token`, `secret_id`) come from the
+/// environment or a file, like every secret of the configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCredentialStore {
+    /// Only `vault` so far.
+    #[serde(default = "vault_kind")]
+    kind: String,
+    address: String,
+    /// `token` or `approle`.
+    auth: String,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    role_id: Option<String>,
+    secret_id: Option<String>,
+    secret_id_env: Option<String>,
+    secret_id_file: Option<PathBuf>,
+    /// Where AppRole is mounted [default: approle].
+    approle_mount: Option<String>,
+    /// The KV engine's mount [default: secret].
+    mount: Option<String>,
+    /// 1 or 2 [default: 2].
+    kv_version: Option<u8>,
+    namespace: Option<String>,
+    /// Seconds [default: 10].
+    timeout: Option<f64>,
+    /// `env` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY: the default), `none`, or a proxy URL.
+    proxy: Option<String>,
+    /// PEM files: a CA to trust (besides the system's), and a client certificate and key.
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    /// The tenants (ids) whose connections may reference this store [default: all].
+    tenants: Option<Vec<String>>,
+}
+
+fn vault_kind() -> String {
+    "vault".into()
 }
 
 /// `[oauth_apps.<connector>]`: the OAuth app this service registered at a connector's
@@ -164,6 +219,8 @@ pub struct ServeConfig {
     /// Where browsers reach the service (no trailing `/`); `None`: the address it listens on.
     pub public_url: Option<String>,
     pub oauth_apps: BTreeMap<String, OAuthApp>,
+    pub credential_stores: Vec<StoreSettings>,
+    pub credential_reread_pause: Duration,
 }
 
 fn seconds(setting: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -320,6 +377,15 @@ impl ServeArgs {
                 },
             );
         }
+        let mut credential_stores = Vec::new();
+        for (name, store) in &file.credential_stores {
+            credential_stores.push(credential_store(
+                name,
+                store,
+                &from_file,
+                limits.connect_timeout,
+            )?);
+        }
         let health = self
             .health_check_interval
             .or(file.health_check_interval)
@@ -343,6 +409,12 @@ impl ServeArgs {
             limits,
             public_url,
             oauth_apps,
+            credential_stores,
+            credential_reread_pause: match file.credential_reread_pause {
+                Some(0.0) => Duration::ZERO,
+                Some(s) => seconds("credential_reread_pause", s)?,
+                None => crate::vault::cache::REREAD_PAUSE,
+            },
         })
     }
 }
@@ -354,6 +426,149 @@ pub struct OAuthApp {
     pub client_secret: Option<Secret>,
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
+}
+
+/// A secret of the configuration: given inline, or read from an environment variable or
+/// a file (trailing newline dropped). Exactly one of them.
+fn config_secret(
+    what: &str,
+    inline: Option<&String>,
+    env: Option<&String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Secret>, String> {
+    match (inline, env, file) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(Secret::new(v.as_str()))),
+        (None, Some(var), None) => std::env::var(var)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|_| format!("reads its {what} from ${var}, which is not set")),
+        (None, None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|v| Some(Secret::new(v.trim_end_matches(['\r', '\n']))))
+            .map_err(|e| format!("cannot read its {what} from {}: {e}", path.display())),
+        _ => Err(format!("gives its {what} more than one way; keep one")),
+    }
+}
+
+fn credential_store(
+    name: &str,
+    file: &FileCredentialStore,
+    from_file: &dyn Fn(&PathBuf) -> PathBuf,
+    connect_timeout: Duration,
+) -> Result<StoreSettings, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        setting: "credential_stores",
+        message: format!("[credential_stores.{name}] {message}"),
+    };
+    if file.kind != "vault" {
+        return Err(invalid(format!(
+            "has kind `{}`; the kinds supported are: vault",
+            file.kind
+        )));
+    }
+    let address = url::Url::parse(&file.address)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            invalid(format!(
+                "has address `{}`, which is not an http(s) URL such as https://vault.example.com:8200",
+                file.address
+            ))
+        })?;
+    let path_of = |p: &Option<PathBuf>| p.as_ref().map(from_file);
+    let auth = match file.auth.as_str() {
+        "token" => StoreAuth::Token(
+            config_secret(
+                "token",
+                file.token.as_ref(),
+                file.token_env.as_ref(),
+                path_of(&file.token_file),
+            )
+            .map_err(&invalid)?
+            .ok_or_else(|| invalid("uses auth = \"token\": set token_env or token_file".into()))?,
+        ),
+        "approle" => StoreAuth::AppRole {
+            mount: file
+                .approle_mount
+                .clone()
+                .unwrap_or_else(|| "approle".into()),
+            role_id: file
+                .role_id
+                .clone()
+                .ok_or_else(|| invalid("uses auth = \"approle\": set role_id".into()))?,
+            secret_id: config_secret(
+                "secret id",
+                file.secret_id.as_ref(),
+                file.secret_id_env.as_ref(),
+                path_of(&file.secret_id_file),
+            )
+            .map_err(&invalid)?
+            .ok_or_else(|| {
+                invalid("uses auth = \"approle\": set secret_id_env or secret_id_file".into())
+            })?,
+        },
+        other => {
+            return Err(invalid(format!(
+                "has auth `{other}`; the methods supported are: token, approle"
+            )));
+        }
+    };
+    let kv_version = match file.kv_version.unwrap_or(2) {
+        1 => KvVersion::V1,
+        2 => KvVersion::V2,
+        v => return Err(invalid(format!("has kv_version {v}; it is 1 or 2"))),
+    };
+    let read_pem = |p: &Option<PathBuf>, what: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+        match path_of(p) {
+            None => Ok(None),
+            Some(path) => std::fs::read(&path)
+                .map(Some)
+                .map_err(|e| invalid(format!("cannot read its {what} {}: {e}", path.display()))),
+        }
+    };
+    let identity = match (
+        read_pem(&file.client_cert, "client_cert")?,
+        read_pem(&file.client_key, "client_key")?,
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "sets one of client_cert and client_key; set both".into(),
+            ));
+        }
+    };
+    let proxy = match &file.proxy {
+        None => ProxySetting::Environment,
+        Some(p) => p
+            .parse()
+            .map_err(|e| invalid(format!("has an invalid proxy: {e}")))?,
+    };
+    let timeout = match file.timeout {
+        Some(s) => seconds("credential_stores", s)?,
+        None => Duration::from_secs(10),
+    };
+    Ok(StoreSettings {
+        name: name.to_owned(),
+        address,
+        auth,
+        mount: file
+            .mount
+            .clone()
+            .unwrap_or_else(|| "secret".into())
+            .trim_matches('/')
+            .to_owned(),
+        kv_version,
+        namespace: file.namespace.clone(),
+        timeout,
+        client: ClientOptions {
+            connect_timeout: connect_timeout.min(timeout),
+            proxy,
+            no_proxy: None,
+            extra_roots_pem: read_pem(&file.ca_cert, "ca_cert")?.into_iter().collect(),
+            client_identity_pem: identity,
+        },
+        tenants: file.tenants.clone(),
+    })
 }
 
 /// The key file when one was named (it wins, like any explicit setting), else the key in

@@ -12,7 +12,8 @@
 //! - [`catalog`]: the connectors a service has loaded;
 //! - [`connections`]: checking, testing and invoking connections;
 //! - [`api`]: the HTTP server (`junction serve`);
-//! - [`config`]: the service's configuration.
+//! - [`config`]: the service's configuration;
+//! - [`vault`]: credential assets, secret fields resolved from external vaults.
 
 pub mod access;
 pub mod api;
@@ -25,3 +26,4 @@ pub mod connections;
 pub mod credentials;
 pub mod runtime;
 pub mod store;
+pub mod vault;

@@ -617,3 +617,126 @@ async fn an_oauth_connection_is_created_and_reconnected_through_the_consent_from
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("PATCH"), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_ref_creates_a_connection_whose_secret_comes_from_a_credential_store() {
+    use junction_tests::vault::VaultServer;
+    let vault = VaultServer::start().await;
+    let key = "cli-vault-key-0b6f2d";
+    vault
+        .put_v1("team/cli", serde_json::json!({"api_key": key}))
+        .await;
+    let api = Api::start(key).await;
+    let bin = Path::new(env!("CARGO_BIN_EXE_junction"));
+    let dir = service::data_dir("cli-field-ref");
+    let config = dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[credential_stores.corp]\naddress = \"{}\"\nauth = \"token\"\n\
+             token_env = \"JUNCTION_TEST_VAULT_TOKEN\"\nmount = \"kv\"\nkv_version = 1\n",
+            vault.address()
+        ),
+    )
+    .unwrap();
+    let tenant = service::create_tenant(bin, &dir, "acme", "ada");
+    let token = tenant["token"]["token"].as_str().unwrap().to_owned();
+    // Only the probe: each connector loaded is compiled at start.
+    let mut command = Command::new(bin);
+    command
+        .arg("--log-json")
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--health-check-interval", "0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--connectors")
+        .arg(junction_tests::components::PROBE)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("JUNCTION_KEY")
+        .env_remove("JUNCTION_CONFIG")
+        .env("JUNCTION_TEST_VAULT_TOKEN", vault.root_token());
+    let service = tokio::task::block_in_place(|| Service::start_command(command, &dir))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let junction = Running { service, token };
+    let base = format!("base_url={}", api.base_url);
+    let mut printed = String::new();
+
+    let create = |name: &str, reference: &str| {
+        junction.run(
+            &[
+                "connection",
+                "create",
+                "--connector",
+                "probe",
+                "--name",
+                name,
+                "--auth",
+                "header-key",
+                "--field",
+                &base,
+                "--field-ref",
+                reference,
+            ],
+            &[],
+        )
+    };
+    let created = ok(&create("from-vault", "api_key=corp:team/cli#api_key"));
+    printed.push_str(&created);
+    assert!(created.starts_with("Created connection con_"), "{created}");
+    assert!(
+        created.contains("api_key (from credential store corp:team/cli#api_key)"),
+        "{created}"
+    );
+    let id = created
+        .split_whitespace()
+        .find(|w| w.starts_with("con_"))
+        .unwrap()
+        .trim_end_matches(['.', ':'])
+        .to_owned();
+
+    let shown = json(&junction.run(&["connection", "show", &id, "--json"], &[]));
+    printed.push_str(&shown.to_string());
+    assert_eq!(shown["secrets"]["api_key"], true, "{shown}");
+    assert_eq!(
+        shown["secret_refs"]["api_key"],
+        serde_json::json!({"store": "corp", "path": "team/cli", "key": "api_key"}),
+        "{shown}"
+    );
+    let out = junction.run(
+        &[
+            "invoke",
+            "--connection",
+            &id,
+            "fetch",
+            "--input",
+            r#"{"url":"/key"}"#,
+        ],
+        &[],
+    );
+    let fetched = json(&out);
+    printed.push_str(&fetched.to_string());
+    assert_eq!(fetched["status"], 200, "{fetched}");
+    assert_eq!(fetched["body"], "key accepted", "{fetched}");
+    let sent: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/key")
+        .filter_map(|s| s.headers.get("x-api-key")?.to_str().ok().map(str::to_owned))
+        .collect();
+    assert_eq!(sent, vec![key.to_owned()]);
+
+    // A reference that is not STORE:PATH#KEY is bad usage; one that points nowhere is the
+    // service's refusal, naming the field.
+    let out = create("malformed", "api_key=corp/team/cli");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("STORE:PATH#KEY"), "{stderr}");
+    let out = create("nowhere", "api_key=corp:team/none#api_key");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: [invalid_request] "), "{stderr}");
+    assert!(stderr.contains("team/none"), "{stderr}");
+    assert!(!printed.contains(key), "the vault's value was printed");
+    let _ = std::fs::remove_file(&config);
+}

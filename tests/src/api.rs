@@ -28,7 +28,8 @@ pub struct Seen {
 
 struct ApiState {
     base_url: String,
-    token: String,
+    /// The token (or API key) the API accepts now: [`Api::set_token`] replaces it.
+    token: Mutex<String>,
     seen: Mutex<Vec<Seen>>,
     issues: Mutex<Vec<Value>>,
 }
@@ -50,7 +51,7 @@ impl Api {
         let base_url = format!("http://{addr}");
         let state = Arc::new(ApiState {
             base_url: base_url.clone(),
-            token: token.to_owned(),
+            token: Mutex::new(token.to_owned()),
             seen: Mutex::new(Vec::new()),
             issues: Mutex::new(seed_issues(&base_url)),
         });
@@ -76,6 +77,7 @@ impl Api {
             .route("/slow/{ms}", get(slow))
             .route("/status/{code}", get(status))
             .route("/echo-credentials", get(echo_credentials))
+            .route("/key", get(key))
             .merge(github)
             .layer(middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
@@ -86,6 +88,12 @@ impl Api {
             state,
             _stop: stop,
         }
+    }
+
+    /// Makes `token` the only token (or API key) the API accepts from now on, on the GitHub
+    /// routes and on `/key`: a rotated credential.
+    pub fn set_token(&self, token: &str) {
+        *self.state.token.lock().unwrap() = token.to_owned();
     }
 
     /// Every request received so far.
@@ -155,6 +163,27 @@ async fn echo_credentials(request: axum::extract::Request) -> Response {
     response
 }
 
+/// An API that takes a key: 200 `key accepted` when the request carries the current token
+/// ([`Api::set_token`]) as `X-API-Key` or as `Authorization: Bearer`, else 401.
+async fn key(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let expected = state.token.lock().unwrap().clone();
+    let given = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let api_key = given(header::HeaderName::from_static("x-api-key"));
+    let bearer =
+        given(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
+    if api_key.as_deref() == Some(expected.as_str()) || bearer.as_deref() == Some(expected.as_str())
+    {
+        (StatusCode::OK, "key accepted").into_response()
+    } else {
+        (StatusCode::UNAUTHORIZED, "invalid key").into_response()
+    }
+}
+
 /// Answers `code`; with `?retry_after=<seconds>`, also a `Retry-After` header (as a rate
 /// limit sends it).
 async fn status(Path(code): Path<u16>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -191,7 +220,7 @@ async fn github_rules(
             "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
         );
     }
-    let expected = format!("Bearer {}", state.token);
+    let expected = format!("Bearer {}", state.token.lock().unwrap());
     if headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -8,6 +8,7 @@ use junction::capabilities::http::HttpClient;
 use junction::catalog::Catalog;
 use junction::runtime::{EngineOptions, Limits, Runtime};
 use junction::store::{InvocationLog, KeySource, Store, StoreConfig};
+use junction::vault::{CredentialStores, StoreSettings, SystemClock};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,15 @@ impl InProcess {
     /// Starts a service with `components` loaded, on a fresh data directory named after
     /// `name`, with a tenant whose administrator's token is returned.
     pub async fn start(name: &str, components: &[&str]) -> InProcess {
+        Self::start_with_stores(name, components, Vec::new()).await
+    }
+
+    /// [`InProcess::start`] with credential stores configured.
+    pub async fn start_with_stores(
+        name: &str,
+        components: &[&str],
+        stores: Vec<StoreSettings>,
+    ) -> InProcess {
         let dir =
             std::env::temp_dir().join(format!("junction-bench-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -48,12 +58,20 @@ impl InProcess {
             Default::default(),
             format!("http://{addr}/v1/oauth/callback"),
         );
+        let metrics = Metrics::new();
+        let vaults = CredentialStores::new(
+            stores,
+            Arc::new(SystemClock::default()),
+            metrics.credential_store_reads(),
+        )
+        .unwrap();
         let service = Arc::new(Service {
             store,
             runtime,
             oauth: Arc::new(oauth),
+            vaults: Arc::new(vaults),
             catalog,
-            metrics: Metrics::new(),
+            metrics,
             invocations,
             max_body_bytes: 1 << 20,
             cut: tokio::sync::watch::channel(false).0,

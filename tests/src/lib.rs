@@ -1,6 +1,7 @@
 //! Shared pieces of the end-to-end tests: the built components, one engine per test
 //! binary, a local HTTP API to call, a capture of everything logged, and for OAuth 2.0 a
-//! real authorization server, a browser that consents, and a resource API it protects.
+//! real authorization server, a browser that consents, and a resource API it protects; for
+//! credential assets a real server of the HashiCorp Vault API (RustyVault).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,8 +11,10 @@ pub mod inprocess;
 pub mod logs;
 pub mod oauth;
 pub mod openapi;
+pub mod proxy;
 pub mod resource;
 pub mod service;
+pub mod vault;
 
 use junction::runtime::{
     ConnectionSpec, Connector, EngineOptions, Limits, PreparedConnection, Runtime,

@@ -24,6 +24,19 @@ pub fn test_connectors() -> String {
     [components::GITHUB, components::HTTP, components::PROBE].join(":")
 }
 
+/// The variables that send a process's outbound HTTP through a proxy. A developer's own
+/// are not inherited by the services the tests start.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// A running `junction serve`.
 #[derive(Debug)]
 pub struct Service {
@@ -89,7 +102,20 @@ impl Service {
     /// environment and configuration file it needs) and waits until it listens. The
     /// service must log JSON (`--log-json`, or `log_json = true` in its configuration
     /// file) so that its `listening` line can be read; `data_dir` is only recorded.
+    ///
+    /// The proxy variables ([`PROXY_VARIABLES`]) of the test's own environment are not
+    /// passed on: a service reaches its upstream APIs directly unless the test sets them
+    /// on `command` (or in `start_with_env`'s `env`).
     pub fn start_command(mut command: Command, data_dir: &Path) -> Result<Self, StartFailure> {
+        let explicit: Vec<String> = command
+            .get_envs()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in PROXY_VARIABLES {
+            if !explicit.iter().any(|e| e == name) {
+                command.env_remove(name);
+            }
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -83,7 +83,8 @@ impl ApiError {
             InvokeError::Host { connector, .. } => (StatusCode::INTERNAL_SERVER_ERROR, connector),
             InvokeError::Credentials { connector, failure } => (
                 match failure {
-                    crate::credentials::CredentialFailure::NeedsReauthentication { .. } => {
+                    crate::credentials::CredentialFailure::NeedsReauthentication { .. }
+                    | crate::credentials::CredentialFailure::VaultCredentialInvalid { .. } => {
                         StatusCode::CONFLICT
                     }
                     crate::credentials::CredentialFailure::Unavailable { .. } => {

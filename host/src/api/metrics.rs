@@ -47,6 +47,8 @@ pub struct Metrics {
     active_instances: Gauge,
     requests: Family<RequestLabels, Counter>,
     health_checks: Family<HealthLabels, Counter>,
+    credential_store_reads: Counter,
+    vault_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -89,8 +91,22 @@ impl Metrics {
             "Connection health checks, by outcome",
             health_checks.clone(),
         );
+        let credential_store_reads = Counter::default();
+        registry.register(
+            "credential_store_reads",
+            "Secrets read from credential stores (values served from the cache not counted)",
+            credential_store_reads.clone(),
+        );
+        let vault_retries = Counter::default();
+        registry.register(
+            "vault_credential_retries",
+            "Invocations run again after the API refused a credential from a credential store and the store held a new one",
+            vault_retries.clone(),
+        );
         Self {
             registry,
+            credential_store_reads,
+            vault_retries,
             invocations,
             invocation_seconds,
             active_instances,
@@ -129,6 +145,15 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// The counter of credential store reads, which the stores increment.
+    pub fn credential_store_reads(&self) -> Counter {
+        self.credential_store_reads.clone()
+    }
+
+    pub fn vault_retry(&self) {
+        self.vault_retries.inc();
     }
 
     /// The text exposition, with the instance gauge set to `active_instances`.

@@ -33,6 +33,8 @@ pub struct Service {
     pub runtime: Runtime,
     /// OAuth apps, grants and the renewal of tokens.
     pub oauth: Arc<crate::auth::OAuth>,
+    /// The credential stores secret fields may reference, and the cache of their values.
+    pub vaults: Arc<crate::vault::CredentialStores>,
     pub catalog: Catalog,
     pub metrics: Metrics,
     /// Where invocation records are written (group commit).

@@ -23,6 +23,8 @@ pub enum ServeError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    CredentialStore(#[from] crate::vault::StoreSetupError),
 }
 
 /// How long cut requests and the invocation log get to wind down after the grace period.
@@ -111,14 +113,31 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         config.oauth_apps.clone(),
         format!("{public_url}/v1/oauth/callback"),
     );
+    let metrics = Metrics::new();
+    let vaults = crate::vault::CredentialStores::new(
+        config.credential_stores.clone(),
+        Arc::new(crate::vault::SystemClock::default()),
+        metrics.credential_store_reads(),
+    )?
+    .with_reread_pause(config.credential_reread_pause);
+    for s in vaults.stores() {
+        tracing::info!(store = %s.name, address = %s.address, auth = s.auth.method(), mount = %s.mount, "credential store configured");
+        // A typo (or a tenant's name for its id) would close the store silently.
+        for id in s.tenants.iter().flatten() {
+            if store.tenant(id).await?.is_none() {
+                tracing::warn!(store = %s.name, tenant = %id, "credential store: `tenants` names no tenant of this service (give tenant ids, `ten_…`)");
+            }
+        }
+    }
     let (invocations, invocation_writer) = InvocationLog::start(store.clone());
     let service = Arc::new(Service {
         store: store.clone(),
         invocations,
         runtime,
         oauth: Arc::new(oauth),
+        vaults: Arc::new(vaults),
         catalog,
-        metrics: Metrics::new(),
+        metrics,
         max_body_bytes: config.max_body_bytes,
         cut: tokio::sync::watch::channel(false).0,
     });

@@ -16,45 +16,220 @@ use crate::runtime::state::InvocationState;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::instrument;
 use url::Url;
 use wasmtime::component::{HasData, Linker};
 
-/// The outbound HTTP client shared by all invocations of a runtime.
-#[derive(Clone, Debug)]
+use super::proxy::{Proxies, ProxyConnector};
+pub use super::proxy::{ProxySetting, ProxySettingError};
+
+/// The outbound HTTP client shared by all invocations of a runtime. Its proxies, trust roots
+/// and client certificate are fixed when it is built.
+#[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<ProxyConnector, Full<Bytes>>,
+    proxies: Proxies,
+}
+
+/// Shows the proxies' origins, never their credentials.
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("proxies", &self.proxies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an [`HttpClient`] connects: its timeout, its proxy and the certificates it trusts
+/// and presents.
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    pub proxy: ProxySetting,
+    /// The destinations reached directly (`NO_PROXY`'s syntax: host names, which also cover
+    /// their subdomains, `.domain`, IP addresses, networks such as `10.0.0.0/8`, `*`).
+    /// With [`ProxySetting::Environment`] it replaces `NO_PROXY` when set; with
+    /// [`ProxySetting::Url`] it is the only exception list.
+    pub no_proxy: Option<String>,
+    /// CA certificates (PEM, one or more per entry) trusted besides the system's roots.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+    /// A TLS client certificate: its chain (PEM, the leaf first) and its private key (PEM).
+    pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientOptions {
+    /// The defaults: proxies from the environment, the system's trust roots, no client
+    /// certificate.
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            proxy: ProxySetting::Environment,
+            no_proxy: None,
+            extra_roots_pem: Vec::new(),
+            client_identity_pem: None,
+        }
+    }
+}
+
+/// Shows the settings, never the proxy's credentials or the client key.
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("proxy", &self.proxy)
+            .field("no_proxy", &self.no_proxy)
+            .field("extra_roots_pem", &self.extra_roots_pem.len())
+            .field(
+                "client_identity_pem",
+                &self.client_identity_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Why an [`HttpClient`] cannot be built from its options. Names the setting at fault, never a
+/// credential or a key.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid proxy setting: {0}")]
+    Proxy(#[from] ProxySettingError),
+    #[error("trusted certificate #{index}: {reason}")]
+    ExtraRoot { index: usize, reason: String },
+    #[error("client certificate: {0}")]
+    ClientCertificate(String),
+    #[error("client key: not a PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    ClientKey,
+    #[error("client certificate and key cannot be used: {0}")]
+    ClientIdentity(String),
+}
+
+/// The process environment, as the proxy settings read it.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The system's trust roots, or the bundled Mozilla roots when the system has none.
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::warn!(
+            errors = native.errors.len(),
+            ignored,
+            "no system trust roots; using the bundled Mozilla roots"
+        );
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
+/// The certificates of one PEM document: at least one, all well-formed.
+fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not valid PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(certificates)
 }
 
 impl HttpClient {
     /// A client with the system's trust roots (or the bundled Mozilla roots when the
-    /// system has none) and `connect_timeout`.
+    /// system has none), `connect_timeout`, and the proxies of the process environment (a
+    /// variable that is not a usable proxy URL is ignored with a warning: the destinations
+    /// it covers are reached directly).
     pub fn new(connect_timeout: Duration) -> Self {
+        let proxies = match Proxies::from_setting(&ProxySetting::Environment, None, &process_env) {
+            Ok(proxies) => proxies,
+            // Not reached: the environment's problems are warnings.
+            Err(e) => {
+                tracing::warn!(error = %e, "unusable proxy settings; connecting directly");
+                Proxies::direct()
+            }
+        };
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(system_roots())
+            .with_no_client_auth();
+        Self::build(connect_timeout, proxies, tls)
+    }
+
+    /// A client of `options`: its proxy, extra trust roots and client certificate.
+    pub fn with_options(options: &ClientOptions) -> Result<Self, ClientError> {
+        let proxies =
+            Proxies::from_setting(&options.proxy, options.no_proxy.as_deref(), &process_env)?;
+        let mut roots = system_roots();
+        for (i, pem) in options.extra_roots_pem.iter().enumerate() {
+            let index = i + 1;
+            for certificate in
+                pem_certificates(pem).map_err(|reason| ClientError::ExtraRoot { index, reason })?
+            {
+                roots.add(certificate).map_err(|e| ClientError::ExtraRoot {
+                    index,
+                    reason: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+        }
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let tls = match &options.client_identity_pem {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                let chain = pem_certificates(chain).map_err(ClientError::ClientCertificate)?;
+                // The parser's error may quote the document: it is not shown.
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| ClientError::ClientKey)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| ClientError::ClientIdentity(e.to_string()))?
+            }
+        };
+        Ok(Self::build(options.connect_timeout, proxies, tls))
+    }
+
+    fn build(connect_timeout: Duration, proxies: Proxies, mut tls: rustls::ClientConfig) -> Self {
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
+        // The connector is given https URIs too: TLS is layered on its connections.
         http.enforce_http(false);
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "no system trust roots; using the bundled Mozilla roots");
-                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
-            }
-        };
-        let https = builder
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let connector = ProxyConnector::new(http, Arc::new(tls), proxies.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
-        Self { client }
+            .build(connector);
+        Self { client, proxies }
+    }
+
+    /// The origin (`http://host:port`, without credentials) of the proxy a request to `url`
+    /// goes through, or `None` when it goes direct.
+    pub fn proxy_for(&self, url: &Url) -> Option<String> {
+        let uri: http::Uri = url.as_str().parse().ok()?;
+        self.proxies.origin_for(&uri)
+    }
+
+    /// `origin` of `url`, and the proxy it goes through, for messages.
+    fn describe(&self, url: &Url) -> String {
+        match self.proxy_for(url) {
+            Some(proxy) => format!("{} through proxy {proxy}", origin(url)),
+            None => origin(url),
+        }
+    }
+
+    /// Sends `request`: a plain http request to a proxy carries the proxy's credentials.
+    fn request(&self, mut request: http::Request<Full<Bytes>>) -> ResponseFuture {
+        if let Some(auth) = self.proxies.request_auth(request.uri()) {
+            request
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
+        }
+        self.client.request(request)
     }
 
     /// Sends a request of the host's own (a token request to an OAuth provider): no
@@ -67,19 +242,18 @@ impl HttpClient {
         max_body: usize,
     ) -> Result<http::Response<Vec<u8>>, ExchangeError> {
         let origin = Url::parse(&request.uri().to_string())
-            .map(|u| origin(&u))
+            .map(|u| self.describe(&u))
             .unwrap_or_else(|_| "the endpoint".into());
         let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let work = async {
-            let response =
-                self.client
-                    .request(request)
-                    .await
-                    .map_err(|e| ExchangeError::Unreachable {
-                        origin: origin.clone(),
-                        detail: chain(&e),
-                    })?;
+            let response = self
+                .request(request)
+                .await
+                .map_err(|e| ExchangeError::Unreachable {
+                    origin: origin.clone(),
+                    detail: chain(&e),
+                })?;
             let (parts, body) = response.into_parts();
             let bytes = Limited::new(body, max_body)
                 .collect()
@@ -293,30 +467,33 @@ impl HttpView<'_> {
             drop(target);
 
             let read_timeout = self.limits.read_timeout;
-            let response = match tokio::time::timeout(
-                read_timeout,
-                self.client.client.request(outbound),
-            )
-            .await
-            {
-                Err(_) => {
-                    return Ok(Err(timeout(format!(
-                        "{} did not answer within {read_timeout:?}",
-                        origin(&url)
-                    ))));
-                }
-                Ok(Err(e)) => {
-                    let detail = chain(&e);
-                    return Ok(Err(if detail.contains("timed out") {
-                        timeout(format!("cannot connect to {}: {detail}", origin(&url)))
-                    } else {
-                        internal(format!("cannot reach {}: {detail}", origin(&url)))
-                    }));
-                }
-                Ok(Ok(r)) => r,
-            };
+            let response =
+                match tokio::time::timeout(read_timeout, self.client.request(outbound)).await {
+                    Err(_) => {
+                        return Ok(Err(timeout(format!(
+                            "{} did not answer within {read_timeout:?}",
+                            self.client.describe(&url)
+                        ))));
+                    }
+                    Ok(Err(e)) => {
+                        let detail = chain(&e);
+                        let target = self.client.describe(&url);
+                        return Ok(Err(if detail.contains("timed out") {
+                            timeout(format!("cannot connect to {target}: {detail}"))
+                        } else {
+                            internal(format!("cannot reach {target}: {detail}"))
+                        }));
+                    }
+                    Ok(Ok(r)) => r,
+                };
 
             let status = response.status();
+            if source.is_none()
+                && matches!(status.as_u16(), 401 | 403)
+                && !matches!(credentials, Credentials::None)
+            {
+                self.connection.note_rejection(status.as_u16());
+            }
             // A rejected OAuth token: renew it (or take the one renewed meanwhile) and send
             // the same request once more.
             if status == http::StatusCode::UNAUTHORIZED

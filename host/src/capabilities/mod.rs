@@ -6,6 +6,7 @@ pub mod allowed_hosts;
 pub mod connection;
 pub mod http;
 pub mod log;
+pub mod proxy;
 pub mod wasi;
 
 use crate::runtime::state::InvocationState;

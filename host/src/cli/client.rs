@@ -7,6 +7,7 @@
 //! service sent ([`Reply`]), so `--json` prints exactly what the API said.
 
 use crate::credentials::Secret;
+use crate::vault::CredentialRef;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode};
@@ -164,6 +165,9 @@ pub struct Connection {
     pub fields: BTreeMap<String, String>,
     #[serde(default)]
     pub secrets: BTreeMap<String, bool>,
+    /// Secret fields whose value lives in a credential store.
+    #[serde(default)]
+    pub secret_refs: BTreeMap<String, CredentialRef>,
     #[serde(default)]
     pub poll_interval_seconds: Option<u64>,
     pub health: Health,
@@ -195,18 +199,26 @@ pub struct NewConnection {
     pub auth: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(serialize_with = "expose_fields")]
-    pub fields: BTreeMap<String, Secret>,
+    pub fields: BTreeMap<String, FieldArg>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_interval_seconds: Option<u64>,
 }
 
+/// A field's value in a request: the value, or a credential store reference.
+#[derive(Debug, Clone)]
+pub enum FieldArg {
+    Value(Secret),
+    Reference(CredentialRef),
+}
+
 /// The one place field values leave as clear text: the request body.
-fn expose_fields<S: Serializer>(
-    fields: &BTreeMap<String, Secret>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(fields.iter().map(|(k, v)| (k, v.expose())))
+impl Serialize for FieldArg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => s.serialize_str(v.expose()),
+            Self::Reference(r) => r.serialize(s),
+        }
+    }
 }
 
 /// Filters of `GET /v1/connections`.
@@ -633,7 +645,13 @@ mod tests {
             folder_id: None,
             auth: Some("pat".into()),
             description: None,
-            fields: BTreeMap::from([("token".to_owned(), Secret::new("ghp_x"))]),
+            fields: BTreeMap::from([
+                ("token".to_owned(), FieldArg::Value(Secret::new("ghp_x"))),
+                (
+                    "client_secret".to_owned(),
+                    FieldArg::Reference(CredentialRef::parse("corp:apps/gh#secret").unwrap()),
+                ),
+            ]),
             poll_interval_seconds: Some(300),
         };
         assert!(!format!("{new:?}").contains("ghp_x"));
@@ -641,7 +659,9 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({"connector": "github", "name": "gh", "auth": "pat",
-                "fields": {"token": "ghp_x"}, "poll_interval_seconds": 300})
+                "fields": {"token": "ghp_x", "client_secret":
+                    {"store": "corp", "path": "apps/gh", "key": "secret"}},
+                "poll_interval_seconds": 300})
         );
     }
 

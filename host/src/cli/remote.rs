@@ -7,9 +7,11 @@
 //! permission refused, unknown connection…).
 
 use super::client::{
-    Client, ClientError, Connection, ConnectionFilter, DEFAULT_SERVER, Health, NewConnection,
+    Client, ClientError, Connection, ConnectionFilter, DEFAULT_SERVER, FieldArg, Health,
+    NewConnection,
 };
 use crate::credentials::Secret;
+use crate::vault::CredentialRef;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -119,7 +121,9 @@ Examples:
       --field client_id=Iv1.0123 --field-env client_secret=GITHUB_CLIENT_SECRET
   junction connection create --connector rest --name billing --folder fld_... \\
       --field base_url=https://billing.example.com --field-env api_key=BILLING_KEY \\
-      --description 'Billing API, read-only key' --poll-interval 300")]
+      --description 'Billing API, read-only key' --poll-interval 300
+  junction connection create --connector github --name gh-vault --auth pat \\
+      --field-ref token=corp:teams/ci/github#token")]
     Create(CreateArgs),
     /// List the connections you can see, as a table (all pages, or up to --limit).
     #[command(after_long_help = "\
@@ -198,6 +202,12 @@ pub struct CreateArgs {
     /// printed.
     #[arg(long = "field-env", value_name = "NAME=VAR")]
     pub field_env: Vec<String>,
+    /// A secret field whose value lives in a credential store (a vault the operator
+    /// configured), NAME=STORE:PATH#KEY; repeat for several. The service reads the value
+    /// when the connection is used, keeps it in memory for at most an hour, and never
+    /// stores it.
+    #[arg(long = "field-ref", value_name = "NAME=STORE:PATH#KEY")]
+    pub field_refs: Vec<String>,
     /// OAuth 2.0 authorization code: print the consent URL and return without waiting.
     #[arg(long)]
     pub no_wait: bool,
@@ -401,6 +411,26 @@ pub fn field_values(
     Ok(out)
 }
 
+/// Reads `--field-ref NAME=STORE:PATH#KEY` values.
+pub fn field_refs(refs: &[String]) -> Result<Vec<(String, CredentialRef)>, RemoteError> {
+    refs.iter()
+        .map(|f| {
+            let (name, reference) = f
+                .split_once('=')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| {
+                    RemoteError::Usage(format!("--field-ref `{f}` is not NAME=STORE:PATH#KEY"))
+                })?;
+            let r = CredentialRef::parse(reference).ok_or_else(|| {
+                RemoteError::Usage(format!(
+                    "--field-ref `{f}`: `{reference}` is not STORE:PATH#KEY, such as corp:teams/ci/github#token"
+                ))
+            })?;
+            Ok((name.to_owned(), r))
+        })
+        .collect()
+}
+
 fn insert(out: &mut FieldValues, name: &str, value: Secret) -> Result<(), RemoteError> {
     if out.values.insert(name.to_owned(), value).is_some() {
         return Err(RemoteError::Usage(format!(
@@ -412,13 +442,28 @@ fn insert(out: &mut FieldValues, name: &str, value: Secret) -> Result<(), Remote
 
 async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<(), RemoteError> {
     let fields = field_values(&args.fields, &args.field_env, |v| std::env::var_os(v))?;
+    let mut values: BTreeMap<String, FieldArg> = fields
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), FieldArg::Value(v.clone())))
+        .collect();
+    for (name, r) in field_refs(&args.field_refs)? {
+        if values
+            .insert(name.clone(), FieldArg::Reference(r))
+            .is_some()
+        {
+            return Err(RemoteError::Usage(format!(
+                "field `{name}` is given more than once"
+            )));
+        }
+    }
     let new = NewConnection {
         connector: args.connector,
         name: args.name,
         folder_id: args.folder,
         auth: args.auth,
         description: args.description,
-        fields: fields.values,
+        fields: values,
         poll_interval_seconds: args.poll_interval,
     };
     let reply = client
@@ -756,7 +801,10 @@ fn connection_text(c: &Connection, from_env: &BTreeMap<String, String>) -> Strin
     let secrets: Vec<String> = c
         .secrets
         .iter()
-        .map(|(k, set)| format!("{k} ({})", if *set { "set" } else { "not set" }))
+        .map(|(k, set)| match c.secret_refs.get(k) {
+            Some(r) => format!("{k} (from credential store {r})"),
+            None => format!("{k} ({})", if *set { "set" } else { "not set" }),
+        })
         .collect();
     lines.push((
         "secrets",

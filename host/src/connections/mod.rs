@@ -15,6 +15,7 @@ use crate::runtime::{
 use crate::store::{
     ConnectionRecord, Health, HealthStatus, InvocationError, InvocationRecord, Timestamp, new_id,
 };
+use crate::vault::{CredentialRef, ResolveError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +27,125 @@ pub struct Checked {
     /// Non-secret values the user gave (defaults are not stored, so they follow the
     /// connector).
     pub fields: BTreeMap<String, String>,
+    /// Secret values to store (sealed).
     pub secrets: BTreeMap<String, Secret>,
+    /// Secret fields whose value lives in a credential store: only the reference is stored.
+    pub refs: BTreeMap<String, CredentialRef>,
+    /// The values those references resolved to, when they were resolved (for a grant run
+    /// now); never stored.
+    pub resolved: BTreeMap<String, Secret>,
 }
 
+impl Checked {
+    /// Every secret value: those given, those resolved from stores, and a stand-in for
+    /// references not read (an edit that only checks the settings reads no store).
+    pub fn all_secrets(&self) -> BTreeMap<String, Secret> {
+        let mut all = self.secrets.clone();
+        for name in self.refs.keys() {
+            let value = self.resolved.get(name).cloned();
+            all.insert(
+                name.clone(),
+                value.unwrap_or_else(|| Secret::new(UNRESOLVED)),
+            );
+        }
+        all
+    }
+}
+
+/// A field's value as a request gives it: the value, or (for a secret field) where it
+/// lives in a credential store, as `{"store": …, "path": …, "key": …}`.
+#[derive(Debug, Clone)]
+pub enum FieldInput {
+    Value(Secret),
+    Reference(CredentialRef),
+}
+
+impl<'de> serde::Deserialize<'de> for FieldInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FieldInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a string, or a credential store reference {\"store\", \"path\", \"key\"}",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FieldInput, E> {
+                Ok(FieldInput::Value(Secret::new(v)))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<FieldInput, E> {
+                Ok(FieldInput::Value(Secret::new(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<FieldInput, A::Error> {
+                <CredentialRef as serde::Deserialize>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(FieldInput::Reference)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Splits a request's field inputs into values and credential store references.
+pub fn split_inputs(
+    inputs: BTreeMap<String, FieldInput>,
+) -> (BTreeMap<String, Secret>, BTreeMap<String, CredentialRef>) {
+    let mut values = BTreeMap::new();
+    let mut refs = BTreeMap::new();
+    for (name, input) in inputs {
+        match input {
+            FieldInput::Value(v) => {
+                values.insert(name, v);
+            }
+            FieldInput::Reference(r) => {
+                refs.insert(name, r);
+            }
+        }
+    }
+    (values, refs)
+}
+
+/// Stands for a reference's value when an edit checks a connection without reading the
+/// store (the reference was checked when it was given): it is never stored or sent.
+const UNRESOLVED: &str = "\u{1}credential-store-reference";
+
 /// Checks a connection's auth scheme and field values against `manifest`. Each problem is a
-/// 400 naming the field (`auth`, or `fields.<name>`).
+/// 400 naming the field (`auth`, or `fields.<name>`). `refs` name secret fields whose
+/// value lives in a credential store; `resolved` holds the values of those read already.
 pub fn check(
     manifest: &Manifest,
     auth: Option<&str>,
     values: &BTreeMap<String, Secret>,
+    refs: &BTreeMap<String, CredentialRef>,
+    resolved: &BTreeMap<String, Secret>,
 ) -> Result<Checked, ApiError> {
+    let mut all = values.clone();
+    for name in refs.keys() {
+        if let Some(field) = manifest.field(name)
+            && !field.secret
+        {
+            return Err(ApiError::invalid_field(
+                &format!("fields.{name}"),
+                format!(
+                    "field `{name}` is not secret: only secret fields can take their value from a credential store; give the value itself"
+                ),
+            ));
+        }
+        all.insert(
+            name.clone(),
+            resolved
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Secret::new(UNRESOLVED)),
+        );
+    }
     let spec = ConnectionSpec {
         auth: auth.map(str::to_owned),
-        fields: values.clone(),
+        fields: all,
         access_token: None,
         token_source: Some(Arc::new(NotAuthorized)),
     };
@@ -64,7 +171,7 @@ pub fn check(
     let mut fields = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     for (name, value) in values {
-        if value.is_empty() {
+        if value.is_empty() || refs.contains_key(name) {
             continue;
         }
         match manifest.field(name) {
@@ -80,7 +187,118 @@ pub fn check(
         auth: scheme,
         fields,
         secrets,
+        refs: refs.clone(),
+        resolved: resolved
+            .iter()
+            .filter(|(name, _)| refs.contains_key(*name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     })
+}
+
+/// Resolves the references a request gives, so a wrong one is refused before anything is
+/// saved: a reference that points nowhere is a 400 on its field; a store that cannot be
+/// read is a 502 naming the store and the cause.
+///
+/// Pointing a field at a store is an administrator's act: whoever may reference a vault
+/// path may send its value to a host of their choosing (a connection's `base_url`), so that
+/// right must be as strong as reading the vault. A store the tenant may not use answers as
+/// one that does not exist.
+pub async fn resolve_given(
+    service: &Service,
+    caller: &Caller,
+    refs: &BTreeMap<String, CredentialRef>,
+) -> Result<BTreeMap<String, Secret>, ApiError> {
+    let mut resolved = BTreeMap::new();
+    if !refs.is_empty() {
+        caller.require_admin("point a secret field at a credential store")?;
+    }
+    for (name, r) in refs {
+        let found = match service.vaults.open_to(&r.store, &caller.tenant.id) {
+            Ok(()) => service.vaults.resolve(r).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(v) => {
+                resolved.insert(name.clone(), v.value);
+            }
+            Err(e) if e.is_reference_problem() => {
+                return Err(ApiError::invalid_field(
+                    &format!("fields.{name}"),
+                    format!("field `{name}`: {e}"),
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "credential_store_unavailable",
+                    format!("field `{name}`: {e}"),
+                )
+                .detail("field", format!("fields.{name}"))
+                .detail("store", r.store.clone()));
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+/// A value a connection took from a credential store for one use.
+#[derive(Debug, Clone)]
+pub struct VaultUse {
+    pub field: String,
+    pub reference: CredentialRef,
+    value: Secret,
+    generation: u64,
+}
+
+impl VaultUse {
+    fn describe(&self) -> String {
+        format!(
+            "`{}` (credential store `{}`, `{}` key `{}`)",
+            self.field, self.reference.store, self.reference.path, self.reference.key
+        )
+    }
+}
+
+fn vault_failure(field: &str, e: &ResolveError) -> CredentialFailure {
+    if e.is_reference_problem() {
+        CredentialFailure::VaultCredentialInvalid {
+            reason: format!("field `{field}`: {e}"),
+        }
+    } else {
+        CredentialFailure::Unavailable {
+            reason: format!("field `{field}`: {e}"),
+        }
+    }
+}
+
+/// A connection's secret values: those stored (sealed), and those its references resolve
+/// to (from the cache, or read from their store).
+pub async fn secrets_of(
+    service: &Service,
+    record: &ConnectionRecord,
+) -> Result<Result<(BTreeMap<String, Secret>, Vec<VaultUse>), CredentialFailure>, ApiError> {
+    let mut secrets = service.store.connection_secrets(&record.id).await?;
+    let mut uses = Vec::new();
+    for (field, r) in &record.secret_refs {
+        let found = match service.vaults.open_to(&r.store, &record.tenant_id) {
+            Ok(()) => service.vaults.resolve(r).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(resolved) => {
+                secrets.insert(field.clone(), resolved.value.clone());
+                uses.push(VaultUse {
+                    field: field.clone(),
+                    reference: r.clone(),
+                    value: resolved.value,
+                    generation: resolved.generation,
+                });
+            }
+            Err(e) => return Ok(Err(vault_failure(field, &e))),
+        }
+    }
+    Ok(Ok((secrets, uses)))
 }
 
 /// Stands in for the token source when a connection is only checked against its
@@ -135,26 +353,38 @@ pub fn provider_of(
         .provider(&manifest.name, scheme, &plain, |n| secrets.get(n).cloned())
 }
 
+/// A connection ready for the runtime, and the values it took from credential stores.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub connection: Arc<PreparedConnection>,
+    pub vault: Vec<VaultUse>,
+}
+
 /// The record's values as the runtime takes them; the inner error (`connection`) when they
-/// no longer fit the connector (a new version of it may require another field), or
-/// when an OAuth connection cannot reach its provider's settings.
+/// no longer fit the connector (a new version of it may require another field), when an
+/// OAuth connection cannot reach its provider's settings, or when a credential store
+/// cannot give a value.
 pub async fn prepare(
     service: &Service,
     loaded: &LoadedConnector,
     record: &ConnectionRecord,
-) -> Result<Result<Arc<PreparedConnection>, InvokeError>, ApiError> {
-    let secrets = service.store.connection_secrets(&record.id).await?;
+) -> Result<Result<Prepared, InvokeError>, ApiError> {
+    let credentials_error = |failure| InvokeError::Credentials {
+        connector: loaded.connector.id().clone(),
+        failure,
+    };
+    let (secrets, vault) = match secrets_of(service, record).await? {
+        Ok(found) => found,
+        Err(failure) => return Ok(Err(credentials_error(failure))),
+    };
     let manifest = loaded.connector.manifest();
     let token_source = if is_oauth(manifest, &record.auth) {
         match provider_of(service, manifest, &record.auth, &record.fields, &secrets) {
             Ok(provider) => Some(service.oauth.source(&record.id, provider)),
             Err(e) => {
-                return Ok(Err(InvokeError::Credentials {
-                    connector: loaded.connector.id().clone(),
-                    failure: CredentialFailure::Unavailable {
-                        reason: e.to_string(),
-                    },
-                }));
+                return Ok(Err(credentials_error(CredentialFailure::Unavailable {
+                    reason: e.to_string(),
+                })));
             }
         }
     } else {
@@ -172,7 +402,142 @@ pub async fn prepare(
         access_token: None,
         token_source,
     };
-    Ok(loaded.connector.prepare(&spec))
+    Ok(loaded
+        .connector
+        .prepare(&spec)
+        .map(|connection| Prepared { connection, vault }))
+}
+
+/// Whether a run's result says the API refused the connection's credentials: the
+/// connector said so (`unauthorized`), or the host saw a 401 or 403 to a request carrying
+/// them.
+fn refused<T>(result: &Result<T, InvokeError>, connection: &PreparedConnection) -> bool {
+    matches!(
+        result,
+        Err(InvokeError::Connector {
+            error: ConnectorError::Unauthorized { .. },
+            ..
+        })
+    ) || connection.rejection().is_some()
+        || refused_grant(result)
+}
+
+/// Whether the OAuth provider refused the connection's grant (a client secret or a
+/// password from a store may have been rotated).
+fn refused_grant<T>(result: &Result<T, InvokeError>) -> bool {
+    matches!(
+        result,
+        Err(InvokeError::Credentials {
+            failure: CredentialFailure::NeedsReauthentication { .. },
+            ..
+        })
+    )
+}
+
+/// Runs `run` on the connection. When the API refuses a value that came from a credential
+/// store, the value is dropped from the cache and read again; if the store holds a new
+/// one, `run` runs once more with it. A refusal of a value the store still holds, or of
+/// the new one, fails with `vault_credential_invalid`. Also returns the connection used
+/// last, to scrub what is said of the result.
+pub async fn run_rotating<T, F, Fut>(
+    service: &Service,
+    loaded: &LoadedConnector,
+    record: &ConnectionRecord,
+    run: F,
+) -> Result<(Result<T, InvokeError>, Option<Arc<PreparedConnection>>), ApiError>
+where
+    F: Fn(Arc<PreparedConnection>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, InvokeError>>,
+{
+    let first = match prepare(service, loaded, record).await? {
+        Ok(p) => p,
+        Err(e) => return Ok((Err(e), None)),
+    };
+    let result = run(first.connection.clone()).await;
+    if first.vault.is_empty() || !refused(&result, &first.connection) {
+        return Ok((result, Some(first.connection)));
+    }
+    let first_result = &result;
+    let invalid = |reason: String| InvokeError::Credentials {
+        connector: loaded.connector.id().clone(),
+        failure: CredentialFailure::VaultCredentialInvalid { reason },
+    };
+    let described: Vec<String> = first.vault.iter().map(VaultUse::describe).collect();
+    let described = described.join(", ");
+    let mut renewed = false;
+    for used in &first.vault {
+        match service
+            .vaults
+            .reresolve(&used.reference, used.generation, &used.value)
+            .await
+        {
+            Ok(fresh) => renewed |= fresh.value != used.value,
+            Err(e) => {
+                let failure = vault_failure(&used.field, &e);
+                let failure = match failure {
+                    CredentialFailure::Unavailable { reason } => CredentialFailure::Unavailable {
+                        reason: format!(
+                            "the API refused the connection's credentials, and reading them again failed: {reason}"
+                        ),
+                    },
+                    other => other,
+                };
+                return Ok((
+                    Err(InvokeError::Credentials {
+                        connector: loaded.connector.id().clone(),
+                        failure,
+                    }),
+                    Some(first.connection),
+                ));
+            }
+        }
+    }
+    if !renewed {
+        let said_so = matches!(
+            result,
+            Err(InvokeError::Connector {
+                error: ConnectorError::Unauthorized { .. },
+                ..
+            })
+        ) || first.connection.rejection() == Some(401);
+        // A 403 alone may be a permission the credential lacks, not a bad credential.
+        if !said_so {
+            return Ok((result, Some(first.connection)));
+        }
+        tracing::warn!(connection = %record.id, "the API refused a credential from a credential store, which holds no newer value");
+        return Ok((
+            Err(invalid(format!(
+                "the API refused {described}, and the store holds no newer value: update the secret in the vault"
+            ))),
+            Some(first.connection),
+        ));
+    }
+    tracing::info!(connection = %record.id, "the API refused a credential from a credential store; retrying with the value read again");
+    service.metrics.vault_retry();
+    let second = match prepare(service, loaded, record).await? {
+        Ok(p) => p,
+        Err(e) => return Ok((Err(e), Some(first.connection))),
+    };
+    let result = run(second.connection.clone()).await;
+    if result.is_ok() && refused_grant(first_result) {
+        // The provider took the new value: the connection is usable again.
+        let health = Health {
+            status: HealthStatus::Healthy,
+            reason: None,
+            checked_at: Some(Timestamp::now()),
+        };
+        service.store.set_health(&record.id, &health).await?;
+    }
+    if refused(&result, &second.connection) {
+        tracing::warn!(connection = %record.id, "the API refused a credential from a credential store, also after reading it again");
+        return Ok((
+            Err(invalid(format!(
+                "the API refused {described}, also after it was read again from the store: update the secret in the vault"
+            ))),
+            Some(second.connection),
+        ));
+    }
+    Ok((result, Some(second.connection)))
 }
 
 /// An OAuth connection that must be authorized again (or for the first time) before it
@@ -284,21 +649,19 @@ pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health
         service.store.set_health(&record.id, &health).await?;
         return Ok(health);
     }
-    let health = match prepare(service, &loaded, record).await? {
-        Ok(prepared) => {
-            let result = service
-                .runtime
-                .test_connection(&loaded.connector, prepared.clone())
-                .await;
-            health_of(&result, Some(&prepared))
-        }
-        Err(e) => Health {
+    let (result, connection) = run_rotating(service, &loaded, record, |prepared| {
+        service.runtime.test_connection(&loaded.connector, prepared)
+    })
+    .await?;
+    let health = match (&result, connection) {
+        (Err(e @ InvokeError::Connection { .. }), None) => Health {
             status: HealthStatus::Failing,
             reason: Some(format!(
                 "{e} (the connection no longer fits the connector; edit it)"
             )),
             checked_at: Some(Timestamp::now()),
         },
+        (_, connection) => health_of(&result, connection.as_deref()),
     };
     service.store.set_health(&record.id, &health).await?;
     service.metrics.health_check(health.status.as_str());
@@ -356,24 +719,21 @@ pub async fn invoke(
     }
     // Values that no longer fit the connector fail the invocation (`connection`), recorded
     // like any other failure; so does an OAuth connection waiting to be reconnected.
-    let prepared = match must_reauthenticate(&loaded, record) {
-        Some(e) => Err(e),
-        None => prepare(service, &loaded, record).await?,
-    };
     let input_text = input.to_string();
     // The id is taken at the start, so ids (and the newest-first list) follow start times.
     let invocation_id = new_id("inv")?;
     let started_at = Timestamp::now();
     let clock = Instant::now();
-    let connection = prepared.as_ref().ok().cloned();
-    let result = match prepared {
-        Ok(prepared) => {
-            service
-                .runtime
-                .execute(&loaded.connector, prepared, action, &input_text)
-                .await
+    let (result, connection) = match must_reauthenticate(&loaded, record) {
+        Some(e) => (Err(e), None),
+        None => {
+            run_rotating(service, &loaded, record, |prepared| {
+                service
+                    .runtime
+                    .execute(&loaded.connector, prepared, action, &input_text)
+            })
+            .await?
         }
-        Err(e) => Err(e),
     };
     let elapsed = clock.elapsed();
     let output = result.and_then(|text| {

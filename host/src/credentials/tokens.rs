@@ -19,6 +19,11 @@ pub enum CredentialFailure {
     /// The provider or the store failed; a later attempt may work.
     #[error("the connection's credentials are unavailable: {reason}")]
     Unavailable { reason: String },
+    /// A secret field's reference to a credential store points at nothing usable, or the
+    /// API refused the value the store holds (read again after the first refusal): the
+    /// secret in the vault, or the reference, must be fixed.
+    #[error("the vault credential is invalid: {reason}")]
+    VaultCredentialInvalid { reason: String },
 }
 
 impl CredentialFailure {
@@ -26,6 +31,7 @@ impl CredentialFailure {
         match self {
             Self::NeedsReauthentication { .. } => "needs_reauthentication",
             Self::Unavailable { .. } => "credentials_unavailable",
+            Self::VaultCredentialInvalid { .. } => "vault_credential_invalid",
         }
     }
 }

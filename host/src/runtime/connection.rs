@@ -9,6 +9,7 @@ use crate::credentials::{Credentials, Secret, TokenSource};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What a user gives for a connection. Every value is held as a [`Secret`] until the
@@ -62,6 +63,9 @@ pub struct PreparedConnection {
     token_source: Option<Arc<dyn TokenSource>>,
     /// Tokens handed out while the connection was in use, scrubbed like its secrets.
     issued: Arc<Mutex<Scrubber>>,
+    /// The last 401 or 403 an API answered to a request carrying the connection's own
+    /// credentials (0: none), so that a value from a credential store can be read again.
+    rejected: Arc<AtomicU16>,
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -168,6 +172,7 @@ impl PreparedConnection {
             scrubber: Scrubber::new(echoed),
             token_source: spec.token_source.clone(),
             issued: Arc::default(),
+            rejected: Arc::default(),
         })
     }
 
@@ -205,6 +210,16 @@ impl PreparedConnection {
             Err(_) => None,
         };
         again.or(first)
+    }
+
+    /// Records that an API refused the credentials the host attached (401 or 403).
+    pub fn note_rejection(&self, status: u16) {
+        self.rejected.store(status, Ordering::Relaxed);
+    }
+
+    /// The status of the last refusal of the attached credentials, if any.
+    pub fn rejection(&self) -> Option<u16> {
+        Some(self.rejected.load(Ordering::Relaxed)).filter(|s| *s != 0)
     }
 
     pub fn scheme(&self) -> &str {

@@ -135,7 +135,8 @@ pub enum InvokeError {
 
 impl InvokeError {
     /// A stable code: the connector error kind, `limit_<which>`, `trap`, `host`,
-    /// `connection`, `needs_reauthentication` or `credentials_unavailable`.
+    /// `connection`, `needs_reauthentication`, `credentials_unavailable` or
+    /// `vault_credential_invalid`.
     pub fn code(&self) -> String {
         match self {
             Self::Connector { error, .. } => error.kind().to_owned(),

@@ -4,6 +4,7 @@
 use super::{Page, PageRequest, Store, StoreError, Timestamp, new_id, page_of};
 use crate::credentials::Secret;
 use crate::credentials::at_rest::Sealed;
+use crate::vault::CredentialRef;
 use serde::Serialize;
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
@@ -70,6 +71,8 @@ pub struct ConnectionRecord {
     pub fields: BTreeMap<String, String>,
     /// Names of the secret fields that hold a value.
     pub secrets_set: Vec<String>,
+    /// Secret fields whose value lives in a credential store.
+    pub secret_refs: BTreeMap<String, CredentialRef>,
     pub poll_interval_seconds: Option<u32>,
     pub health: Health,
     pub created_at: Timestamp,
@@ -88,6 +91,8 @@ pub struct NewConnection {
     pub description: String,
     pub fields: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
+    /// Secret fields whose value lives in a credential store.
+    pub secret_refs: BTreeMap<String, CredentialRef>,
     pub poll_interval_seconds: Option<u32>,
     /// The health it starts with (`pending_authorization` for an OAuth connection waiting
     /// for consent), or takes when an edit drops its tokens.
@@ -108,7 +113,10 @@ pub struct ConnectionFilter {
 
 const SELECT: &str = "SELECT c.*, \
      (SELECT group_concat(field, char(31)) FROM connection_secrets s WHERE s.connection_id = c.id) \
-     AS secrets_set FROM connections c";
+     AS secrets_set, \
+     (SELECT json_group_object(field, json_object('store', store, 'path', path, 'key', key)) \
+     FROM connection_secret_refs r WHERE r.connection_id = c.id) AS secret_refs \
+     FROM connections c";
 
 fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
     let fields: String = r.try_get("fields")?;
@@ -119,6 +127,12 @@ fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
         .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
         .unwrap_or_default();
     secrets_set.sort();
+    let refs: Option<String> = r.try_get("secret_refs")?;
+    let secret_refs = match refs {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("connection secret references: {e}")))?,
+        None => BTreeMap::new(),
+    };
     let status: &str = r.try_get("health")?;
     let poll: Option<i64> = r.try_get("poll_interval_seconds")?;
     Ok(ConnectionRecord {
@@ -132,6 +146,7 @@ fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
         description: r.try_get("description")?,
         fields,
         secrets_set,
+        secret_refs,
         poll_interval_seconds: poll.and_then(|p| u32::try_from(p).ok()),
         health: Health {
             status: HealthStatus::parse(status)
@@ -160,11 +175,29 @@ impl Store {
         tx: &mut super::Tx<'_>,
         id: &str,
         secrets: &BTreeMap<String, Secret>,
+        refs: &BTreeMap<String, CredentialRef>,
     ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM connection_secrets WHERE connection_id = ?")
             .bind(id)
             .execute(&mut **tx)
             .await?;
+        sqlx::query("DELETE FROM connection_secret_refs WHERE connection_id = ?")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        for (field, r) in refs {
+            sqlx::query(
+                "INSERT INTO connection_secret_refs (connection_id, field, store, path, key) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(&r.store)
+            .bind(&r.path)
+            .bind(&r.key)
+            .execute(&mut **tx)
+            .await?;
+        }
         for (field, value) in secrets {
             let sealed = self.key.seal_secret(&secret_aad(id, field), value)?;
             sqlx::query(
@@ -208,7 +241,8 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| duplicate_name(e, &new.name))?;
-        self.write_secrets(&mut tx, &id, &new.secrets).await?;
+        self.write_secrets(&mut tx, &id, &new.secrets, &new.secret_refs)
+            .await?;
         if let Some(tokens) = &new.tokens {
             self.save_tokens_in(&mut tx, &id, tokens).await?;
         }
@@ -250,7 +284,8 @@ impl Store {
         .await
         .map_err(|e| duplicate_name(e, &new.name))?;
         if credentials_changed {
-            self.write_secrets(&mut tx, id, &new.secrets).await?;
+            self.write_secrets(&mut tx, id, &new.secrets, &new.secret_refs)
+                .await?;
         }
         if drop_tokens {
             sqlx::query("DELETE FROM oauth_tokens WHERE connection_id = ?")

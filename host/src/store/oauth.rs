@@ -340,6 +340,7 @@ mod tests {
                 description: String::new(),
                 fields: BTreeMap::new(),
                 secrets: BTreeMap::new(),
+                secret_refs: BTreeMap::new(),
                 poll_interval_seconds: None,
                 health: HealthStatus::PendingAuthorization,
                 tokens: None,

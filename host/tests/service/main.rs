@@ -6,6 +6,8 @@
 mod api;
 mod lifecycle;
 mod oauth;
+mod proxy;
+mod vault;
 
 use std::path::Path;
 

@@ -6,13 +6,14 @@ use crate::access::Caller;
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::auth::oauth::Grant;
-use crate::connections;
+use crate::connections::{self, FieldInput};
 use crate::credentials::Secret;
 use crate::runtime::manifest::AuthKind;
 use crate::store::{
     ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection, Page, Permissions,
     Timestamp,
 };
+use crate::vault::CredentialRef;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,6 +38,9 @@ pub struct ConnectionView {
     description: String,
     fields: BTreeMap<String, String>,
     secrets: BTreeMap<String, bool>,
+    /// Secret fields whose value lives in a credential store: where (never the value).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    secret_refs: BTreeMap<String, CredentialRef>,
     poll_interval_seconds: Option<u32>,
     health: Health,
     created_at: Timestamp,
@@ -53,6 +57,7 @@ fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
     let mut secrets: BTreeMap<String, bool> = record
         .secrets_set
         .iter()
+        .chain(record.secret_refs.keys())
         .map(|n| (n.clone(), true))
         .collect();
     if let Some(loaded) = &loaded {
@@ -84,6 +89,7 @@ fn view(service: &AppState, record: ConnectionRecord) -> ConnectionView {
         description: record.description,
         fields,
         secrets,
+        secret_refs: record.secret_refs,
         poll_interval_seconds: record.poll_interval_seconds,
         health: record.health,
         created_at: record.created_at,
@@ -204,8 +210,9 @@ pub struct CreateRequest {
     auth: Option<String>,
     #[serde(default)]
     description: String,
+    /// Values, or for secret fields a credential store reference.
     #[serde(default)]
-    fields: BTreeMap<String, Secret>,
+    fields: BTreeMap<String, FieldInput>,
     poll_interval_seconds: Option<u32>,
 }
 
@@ -240,7 +247,15 @@ pub async fn create(
         )
     })?;
     let manifest = loaded.connector.manifest();
-    let checked = connections::check(manifest, request.auth.as_deref(), &request.fields)?;
+    let (values, refs) = connections::split_inputs(request.fields);
+    let auth = request.auth.as_deref();
+    if !refs.is_empty() {
+        // The fields first: a reference on a field that cannot take one reads no store.
+        connections::check(manifest, auth, &values, &refs, &BTreeMap::new())?;
+    }
+    // References are resolved now: one that points nowhere creates nothing.
+    let resolved = connections::resolve_given(&service, &caller, &refs).await?;
+    let checked = connections::check(manifest, auth, &values, &refs, &resolved)?;
     // OAuth: the password and client credentials grants run now (a refusal creates
     // nothing); the authorization code grant starts a consent.
     let provider = oauth_provider(&service, manifest, &checked)?;
@@ -266,6 +281,7 @@ pub async fn create(
             description: request.description,
             fields: checked.fields,
             secrets: checked.secrets,
+            secret_refs: checked.refs,
             poll_interval_seconds: request.poll_interval_seconds,
             health,
             tokens,
@@ -306,8 +322,9 @@ pub struct UpdateRequest {
     name: Option<String>,
     description: Option<String>,
     auth: Option<String>,
-    /// A value sets a field; `null` clears it.
-    fields: Option<BTreeMap<String, Option<Secret>>>,
+    /// A value (or, for a secret field, a credential store reference) sets a field;
+    /// `null` clears it.
+    fields: Option<BTreeMap<String, Option<FieldInput>>>,
     #[serde(default, deserialize_with = "double_option")]
     poll_interval_seconds: Option<Option<u32>>,
 }
@@ -334,13 +351,37 @@ pub async fn update(
         .collect();
     let auth = request.auth.clone().unwrap_or_else(|| record.auth.clone());
     let stored_secrets = service.store.connection_secrets(&record.id).await?;
-    let kept_secrets: Vec<String> = stored_secrets.keys().cloned().collect();
+    let kept_secrets: Vec<String> = stored_secrets
+        .keys()
+        .chain(record.secret_refs.keys())
+        .cloned()
+        .collect();
     values.extend(stored_secrets);
+    let mut refs = record.secret_refs.clone();
+    // What the request sets: values, references, and `null`s.
+    let mut given_refs = BTreeMap::new();
+    let mut given: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    for (name, input) in request.fields.clone().unwrap_or_default() {
+        match input {
+            Some(FieldInput::Reference(r)) => {
+                given_refs.insert(name.clone(), r);
+                given.insert(name, Some(Secret::new("")));
+            }
+            Some(FieldInput::Value(v)) => {
+                given.insert(name, Some(v));
+            }
+            None => {
+                given.insert(name, None);
+            }
+        }
+    }
+    let given_fields = request.fields.is_some().then_some(&given);
     let manifest = loaded.connector.manifest();
-    if let Some(changed) = destination_change(manifest, &record, &auth, request.fields.as_ref()) {
-        // Where the credentials go changes: a stored secret must not follow silently (an
-        // editor who does not know it could otherwise send it to a host of their choice).
-        let supplied = request.fields.as_ref();
+    if let Some(changed) = destination_change(manifest, &record, &auth, given_fields) {
+        // Where the credentials go changes: a stored secret (or a reference to one) must
+        // not follow silently (an editor who does not know it could otherwise send it to
+        // a host of their choice).
+        let supplied = given_fields;
         if let Some(missing) = kept_secrets.iter().find(|name| {
             manifest.field(name).is_some_and(|f| f.applies_to(&auth))
                 && !supplied.is_some_and(|f| f.get(*name).is_some_and(Option::is_some))
@@ -358,33 +399,40 @@ pub async fn update(
         // included: `api_key` moving from a header to the query stays the same key): drop
         // the fields that do not belong to it.
         values.retain(|name, _| manifest.field(name).is_some_and(|f| f.applies_to(&auth)));
+        refs.retain(|name, _| manifest.field(name).is_some_and(|f| f.applies_to(&auth)));
     }
-    for (name, value) in request.fields.clone().unwrap_or_default() {
-        match value {
-            Some(v) => {
-                values.insert(name, v);
-            }
-            None => {
-                values.remove(&name);
-            }
+    for (name, value) in &given {
+        refs.remove(name);
+        values.remove(name);
+        if let Some(r) = given_refs.get(name) {
+            refs.insert(name.clone(), r.clone());
+        } else if let Some(v) = value {
+            values.insert(name.clone(), v.clone());
         }
     }
-    let checked = connections::check(loaded.connector.manifest(), Some(&auth), &values)?;
+    // New references are read now, so one that points nowhere is refused; those kept are
+    // not (an edit of the name works while a store is down).
+    if !given_refs.is_empty() {
+        connections::check(manifest, Some(&auth), &values, &refs, &BTreeMap::new())?;
+    }
+    let resolved = connections::resolve_given(&service, &caller, &given_refs).await?;
+    let checked = connections::check(
+        loaded.connector.manifest(),
+        Some(&auth),
+        &values,
+        &refs,
+        &resolved,
+    )?;
     // OAuth tokens belong to the client, endpoints and scopes they were granted for: an
     // edit of any of those drops them, and the connection is authorized again.
     let oauth_now = connections::is_oauth(manifest, &checked.auth);
     let drop_tokens = (connections::is_oauth(manifest, &record.auth) || oauth_now)
         && (checked.auth != record.auth
             || oauth_inputs(manifest, &checked.auth).iter().any(|name| {
-                request
-                    .fields
-                    .as_ref()
-                    .and_then(|f| f.get(name))
-                    .is_some_and(|v| {
-                        v.as_ref().map(Secret::expose)
-                            != record.fields.get(name).map(String::as_str)
-                            || manifest.field(name).is_some_and(|f| f.secret)
-                    })
+                given.get(name).is_some_and(|v| {
+                    v.as_ref().map(Secret::expose) != record.fields.get(name).map(String::as_str)
+                        || manifest.field(name).is_some_and(|f| f.secret)
+                })
             }));
     if drop_tokens {
         // The new settings must be usable (an OAuth app, valid endpoints) before the
@@ -409,6 +457,7 @@ pub async fn update(
         description: request.description.unwrap_or(record.description),
         fields: checked.fields,
         secrets: checked.secrets,
+        secret_refs: checked.refs,
         poll_interval_seconds: request
             .poll_interval_seconds
             .unwrap_or(record.poll_interval_seconds),
@@ -489,7 +538,7 @@ fn oauth_provider(
         manifest,
         &checked.auth,
         &checked.fields,
-        &checked.secrets,
+        &checked.all_secrets(),
     )
     .map(Some)
     .map_err(|e| super::oauth::setup_error(&e))
@@ -543,7 +592,18 @@ pub async fn reconnect(
             ),
         ));
     }
-    let secrets = service.store.connection_secrets(&record.id).await?;
+    let secrets = match connections::secrets_of(&service, &record).await? {
+        Ok((secrets, _)) => secrets,
+        Err(failure) => {
+            let (status, code) = match failure {
+                crate::credentials::CredentialFailure::Unavailable { .. } => {
+                    (StatusCode::BAD_GATEWAY, "credential_store_unavailable")
+                }
+                _ => (StatusCode::CONFLICT, failure.code()),
+            };
+            return Err(ApiError::new(status, code, failure.to_string()));
+        }
+    };
     let provider =
         connections::provider_of(&service, manifest, &record.auth, &record.fields, &secrets)
             .map_err(|e| super::oauth::setup_error(&e))?;
