@@ -28,8 +28,9 @@ pub struct ServeArgs {
     /// `[oauth_apps.<connector>]`, and the vaults secret fields may reference under
     /// `[credential_stores.<name>]` (`address`, `auth` = "token" with `token_env` or
     /// `token_file`, or "approle" with `role_id` and `secret_id_env` or `secret_id_file`;
-    /// `mount`, `kv_version`, `proxy`, `ca_cert`, `timeout`; see the README). Relative
-    /// paths are relative to the file.
+    /// `mount`, `kv_version`, `proxy`, `ca_cert`, `timeout`, `tenants`; see the README),
+    /// and `credential_reread_pause` (seconds a refused credential that its store still
+    /// holds is not read again; default 30). Relative paths are relative to the file.
     #[arg(long, env = "JUNCTION_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7480]. Port 0 picks a free port (the log

@@ -7,9 +7,10 @@
 //! (RFC 7662).
 
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,11 @@ pub struct OAuthServer {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
+    /// The server's standard input: kept open for its life, and where marks are written.
+    stdin: Mutex<Option<ChildStdin>>,
+    /// The last mark written, and the last the server echoed.
+    marks_sent: AtomicU64,
+    marks_seen: Arc<AtomicU64>,
 }
 
 /// The directory of the server and its npm packages.
@@ -85,8 +91,8 @@ impl OAuthServer {
         let mut child = Command::new("node")
             .args(["server.mjs", "0", "--stop-with-stdin"])
             .current_dir(&dir)
-            // Kept open (and never written) until the child is dropped: the server stops at
-            // its end, also when this process dies without dropping it.
+            // Kept open until the child is dropped, and written only marks: the server stops
+            // at its end, also when this process dies without dropping it.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -97,14 +103,21 @@ impl OAuthServer {
 
         let events = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let marks_seen = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         {
             let out = child.stdout.take().unwrap();
             let events = events.clone();
             let stderr = stderr.clone();
+            let marks_seen = marks_seen.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     match serde_json::from_str::<Value>(&line) {
+                        Ok(event) if event["event"] == "mark" => {
+                            if let Some(id) = event["id"].as_str().and_then(|i| i.parse().ok()) {
+                                marks_seen.store(id, Ordering::SeqCst);
+                            }
+                        }
                         Ok(event) => {
                             if event["event"] == "listening"
                                 && let Some(issuer) = event["issuer"].as_str()
@@ -138,11 +151,15 @@ impl OAuthServer {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(issuer) = rx.recv_timeout(Duration::from_millis(50)) {
+                let stdin = Mutex::new(child.stdin.take());
                 return OAuthServer {
                     issuer,
                     child,
                     events,
                     stderr,
+                    stdin,
+                    marks_sent: AtomicU64::new(0),
+                    marks_seen,
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -200,9 +217,29 @@ impl OAuthServer {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Every event so far, in order (the first is `listening`).
+    /// Every event so far, in order (the first is `listening`), including those of every
+    /// request already answered: the server's output pipe may still hold them when a
+    /// response arrives, so a mark is sent through the server and awaited first.
     pub fn events(&self) -> Vec<Value> {
+        self.settle();
         self.events.lock().unwrap().clone()
+    }
+
+    /// Writes a mark to the server and waits until it comes back on its output, after
+    /// everything the server printed before it.
+    fn settle(&self) {
+        let id = self.marks_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        let written = match self.stdin.lock().unwrap().as_mut() {
+            Some(stdin) => writeln!(stdin, "{id}").and_then(|()| stdin.flush()).is_ok(),
+            None => false,
+        };
+        if !written {
+            return; // The server is gone: what was read is all there is.
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.marks_seen.load(Ordering::SeqCst) < id && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn events_where(&self, event: &str, grant_type: &str, client_id: &str) -> Vec<Value> {

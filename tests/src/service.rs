@@ -103,16 +103,25 @@ impl Service {
     /// service must log JSON (`--log-json`, or `log_json = true` in its configuration
     /// file) so that its `listening` line can be read; `data_dir` is only recorded.
     ///
-    /// The proxy variables ([`PROXY_VARIABLES`]) of the test's own environment are not
-    /// passed on: a service reaches its upstream APIs directly unless the test sets them
-    /// on `command` (or in `start_with_env`'s `env`).
+    /// The test's own `JUNCTION_*` and proxy variables ([`PROXY_VARIABLES`]) are not
+    /// passed on: a service is configured only by what the test sets on `command` (or in
+    /// `start_with_env`'s `env`), and reaches its upstream APIs directly unless told
+    /// otherwise.
     pub fn start_command(mut command: Command, data_dir: &Path) -> Result<Self, StartFailure> {
         let explicit: Vec<String> = command
             .get_envs()
             .map(|(name, _)| name.to_string_lossy().into_owned())
             .collect();
-        for name in PROXY_VARIABLES {
-            if !explicit.iter().any(|e| e == name) {
+        let inherited = std::env::vars_os()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("JUNCTION_"));
+        let names: Vec<String> = PROXY_VARIABLES
+            .iter()
+            .map(|n| (*n).to_owned())
+            .chain(inherited)
+            .collect();
+        for name in names {
+            if !explicit.contains(&name) {
                 command.env_remove(name);
             }
         }

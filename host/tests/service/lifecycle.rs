@@ -1698,16 +1698,6 @@ fn serve_command(args: &[&str], env: &[(&str, &str)]) -> Command {
         .arg("serve")
         .args(args)
         .env("RUST_LOG", "info,sqlx=warn");
-    for name in [
-        "JUNCTION_KEY",
-        "JUNCTION_CONFIG",
-        "JUNCTION_LISTEN",
-        "JUNCTION_DATA_DIR",
-        "JUNCTION_CONNECTORS",
-        "JUNCTION_KEY_FILE",
-    ] {
-        command.env_remove(name);
-    }
     for (k, v) in env {
         command.env(k, v);
     }

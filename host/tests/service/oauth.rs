@@ -47,16 +47,6 @@ fn serve(dir: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Serv
         .args(["--health-check-interval", "0"])
         .args(extra)
         .env("RUST_LOG", "info,junction=debug,sqlx=warn");
-    for name in [
-        "JUNCTION_KEY",
-        "JUNCTION_CONFIG",
-        "JUNCTION_LISTEN",
-        "JUNCTION_DATA_DIR",
-        "JUNCTION_CONNECTORS",
-        "JUNCTION_PUBLIC_URL",
-    ] {
-        command.env_remove(name);
-    }
     for (k, v) in env {
         command.env(k, v);
     }

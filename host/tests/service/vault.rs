@@ -157,15 +157,6 @@ fn serve(dir: &Path, config: &Path, env: &[(String, String)]) -> Service {
         .arg(components::PROBE)
         .args(["--health-check-interval", "0"])
         .env("RUST_LOG", "info,junction=debug,sqlx=warn");
-    for name in [
-        "JUNCTION_KEY",
-        "JUNCTION_CONFIG",
-        "JUNCTION_LISTEN",
-        "JUNCTION_DATA_DIR",
-        "JUNCTION_CONNECTORS",
-    ] {
-        command.env_remove(name);
-    }
     for (k, v) in env {
         command.env(k, v);
     }

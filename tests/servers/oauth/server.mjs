@@ -4,7 +4,8 @@
 //   node server.mjs [port] [--stop-with-stdin]     (port 0 or nothing: a free port)
 //
 // With --stop-with-stdin it also stops when its standard input ends: the test harness keeps
-// that pipe open, so the server does not outlive a test process that was killed.
+// that pipe open, so the server does not outlive a test process that was killed. Each line
+// written to its standard input is echoed as a `mark` event (see below).
 //
 // It prints one JSON line per event on stdout: first {"event":"listening","issuer":…}, then
 // every token grant (`grant.success`, `grant.error`) and every token saved, so a test can
@@ -130,5 +131,13 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 }
 if (process.argv.includes('--stop-with-stdin')) {
   process.stdin.on('end', () => process.exit(0));
+  // Each line the harness writes comes back as {"event":"mark","id":…}, after every event
+  // of the requests answered before it: the harness waits for it before reading events.
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (chunk) => {
+    for (const id of chunk.split('\n')) {
+      if (id.trim() !== '') emit({ event: 'mark', id: id.trim() });
+    }
+  });
   process.stdin.resume();
 }
