@@ -15,6 +15,11 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("future-interface", "FUTURE_INTERFACE"),
     ("minimal", "MINIMAL"),
     ("incomplete-guest", "INCOMPLETE_GUEST"),
+    // One connector, `versioned`, in three versions (one source): 1.0.0 and 2.0.0 GA,
+    // 3.0.0-beta.1 preview.
+    ("versioned-1", "VERSIONED_1"),
+    ("versioned-2", "VERSIONED_2"),
+    ("versioned-3", "VERSIONED_3"),
 ];
 
 fn main() {

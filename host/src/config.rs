@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "JUNCTION_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest component accepted for publishing (`POST /v1/catalog/versions`), in bytes
+    /// [default: 67108864].
+    #[arg(long, env = "JUNCTION_MAX_COMPONENT_BYTES", value_name = "BYTES")]
+    pub max_component_bytes: Option<usize>,
     /// Seconds between background health checks of each connection; 0 turns them off
     /// [default: 900].
     #[arg(long, env = "JUNCTION_HEALTH_CHECK_INTERVAL", value_name = "SECONDS")]
@@ -103,6 +107,7 @@ struct FileConfig {
     connectors: Option<Vec<PathBuf>>,
     log_json: Option<bool>,
     max_body_bytes: Option<usize>,
+    max_component_bytes: Option<usize>,
     health_check_interval: Option<u64>,
     shutdown_grace: Option<u64>,
     max_instances: Option<u32>,
@@ -213,6 +218,7 @@ pub struct ServeConfig {
     pub connectors: Vec<PathBuf>,
     pub log_json: bool,
     pub max_body_bytes: usize,
+    pub max_component_bytes: usize,
     pub health_check_interval: Option<Duration>,
     pub shutdown_grace: Duration,
     pub engine: EngineOptions,
@@ -401,6 +407,11 @@ impl ServeArgs {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(1 << 20)
+                .max(1024),
+            max_component_bytes: self
+                .max_component_bytes
+                .or(file.max_component_bytes)
+                .unwrap_or(crate::catalog::DEFAULT_MAX_COMPONENT_BYTES)
                 .max(1024),
             health_check_interval: (health > 0).then(|| Duration::from_secs(health)),
             shutdown_grace: Duration::from_secs(

@@ -160,6 +160,12 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Connection(cmd) => junction::cli::remote::connection(cmd)
             .await
             .map_err(Failure::from),
+        Command::Connector(cmd) => junction::cli::catalog::connector(cmd)
+            .await
+            .map_err(Failure::from),
+        Command::Policy(cmd) => junction::cli::catalog::policy(cmd)
+            .await
+            .map_err(Failure::from),
         Command::Test {
             component,
             connection,

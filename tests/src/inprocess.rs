@@ -5,7 +5,7 @@
 use junction::api::{Metrics, Service, router};
 use junction::auth::OAuth;
 use junction::capabilities::http::HttpClient;
-use junction::catalog::Catalog;
+use junction::catalog::{Catalog, DEFAULT_MAX_COMPONENT_BYTES};
 use junction::runtime::{EngineOptions, Limits, Runtime};
 use junction::store::{InvocationLog, KeySource, Store, StoreConfig};
 use junction::vault::{CredentialStores, StoreSettings, SystemClock};
@@ -46,7 +46,10 @@ impl InProcess {
         let (store, _) = Store::open(&config, None).await.unwrap();
         let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
         let paths: Vec<PathBuf> = components.iter().map(PathBuf::from).collect();
-        let catalog = Catalog::load(&runtime, &paths, |_, _| {}).await.unwrap();
+        let catalog = Catalog::open(&runtime, &store, &dir, DEFAULT_MAX_COMPONENT_BYTES)
+            .await
+            .unwrap();
+        catalog.publish_and_install(&paths).await.unwrap();
         let (_, _, token) = store.create_tenant("bench", "ada").await.unwrap();
         let token = token.token.expose().to_owned();
         let (invocations, _writer) = InvocationLog::start(store.clone());

@@ -182,3 +182,69 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::catalog::CatalogError> for ApiError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        use crate::catalog::CatalogError as C;
+        use crate::runtime::LoadError;
+        let message = e.to_string();
+        match e {
+            C::Load(LoadError::UnsupportedInterface {
+                found, supported, ..
+            }) => Self::new(StatusCode::BAD_REQUEST, "unsupported_interface", message)
+                .detail("found", found)
+                .detail(
+                    "supported",
+                    supported
+                        .split(", ")
+                        .map(|s| Value::from(s.to_owned()))
+                        .collect::<Vec<_>>(),
+                ),
+            C::Load(LoadError::Read { .. }) | C::Io { .. } | C::ReadDir { .. } => {
+                tracing::error!(error = %message, "catalog file error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the service could not read or write its catalog files; see the service log",
+                )
+            }
+            C::Load(_) | C::Schema { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_component", message)
+            }
+            C::VersionExists {
+                name,
+                version,
+                published_digest,
+                given_digest,
+            } => Self::new(StatusCode::CONFLICT, "version_exists", message)
+                .detail("name", name)
+                .detail("version", version)
+                .detail("published_digest", format!("sha256:{published_digest}"))
+                .detail("given_digest", format!("sha256:{given_digest}")),
+            C::TooLarge { limit, .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+                    .detail("limit_bytes", limit)
+            }
+            C::NotFound(message) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            C::Plan(refusal) => {
+                let status = if refusal.code == "not_found" {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::CONFLICT
+                };
+                Self::new(status, refusal.code, refusal.message)
+            }
+            C::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::catalog::PolicyRefusal> for ApiError {
+    fn from(r: crate::catalog::PolicyRefusal) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, r.code, r.message);
+        if let Some(allowed) = r.allowed {
+            e = e.detail("allowed", allowed);
+        }
+        e
+    }
+}

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Caller;
+use crate::store::{OPERATOR_TOKEN_PREFIX, Operator};
 use crate::store::{PageRequest, decode_cursor};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -168,32 +169,80 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthenticated =
-            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                unauthenticated(
-                    "this endpoint needs an API token: send `Authorization: Bearer <token>`",
-                )
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.split_once(' ')
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token)
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+        let token = bearer_token(parts)?;
+        if token.starts_with(OPERATOR_TOKEN_PREFIX) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_token_required",
+                "this is an operator token: it manages the catalog and the policies; this endpoint acts within a tenant and needs a tenant's API token (`jt_…`)",
+            ));
+        }
         let found = state.store.authenticate(token).await?;
         let (principal, tenant) =
             found.ok_or_else(|| unauthenticated("the API token is unknown or revoked"))?;
         tracing::Span::current().record("principal", principal.id.as_str());
         Ok(Caller { principal, tenant })
+    }
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            unauthenticated(
+                "this endpoint needs an API token: send `Authorization: Bearer <token>`",
+            )
+        })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token)
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))
+}
+
+/// The operator calling an operator endpoint (catalog changes, tenants' policies).
+#[derive(Debug, Clone)]
+pub struct OperatorCaller(pub Operator);
+
+impl FromRequestParts<AppState> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts)?;
+        if !token.starts_with(OPERATOR_TOKEN_PREFIX) {
+            // A tenant's token, valid or not, never reaches operator endpoints; a valid
+            // one learns why.
+            if state.store.authenticate(token).await?.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "operator_only",
+                    "only an operator of this service can do this; operator tokens (`jo_…`) are created with `junction admin create-operator`",
+                ));
+            }
+            return Err(unauthenticated("the API token is unknown or revoked"));
+        }
+        let operator = state
+            .store
+            .authenticate_operator(token)
+            .await?
+            .ok_or_else(|| unauthenticated("the operator token is unknown or revoked"))?;
+        tracing::Span::current().record("principal", operator.id.as_str());
+        Ok(Self(operator))
     }
 }
 

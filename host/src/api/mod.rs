@@ -53,7 +53,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The API's routes.
 pub fn router(service: AppState) -> Router {
     let max_body_bytes = service.max_body_bytes;
-    use routes::{connections, connectors, folders, invocations, oauth, system, tenancy};
+    use routes::{
+        catalog, connections, connectors, folders, invocations, oauth, policies, system, tenancy,
+    };
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -81,6 +83,37 @@ pub fn router(service: AppState) -> Router {
             "/v1/folders/{id}/grants/{principal_id}",
             put(folders::set_grant).delete(folders::delete_grant),
         )
+        .route("/v1/tenant/policy", get(policies::own))
+        .route("/v1/tenants", get(policies::tenants))
+        .route(
+            "/v1/tenants/{id}/policy",
+            get(policies::show).put(policies::set),
+        )
+        .route(
+            "/v1/tenants/{id}/oauth-apps/{connector}",
+            put(policies::set_oauth_app).delete(policies::delete_oauth_app),
+        )
+        .route(
+            "/v1/catalog/versions",
+            post(catalog::publish)
+                .layer(DefaultBodyLimit::max(service.catalog.max_component_bytes())),
+        )
+        .route("/v1/catalog", get(catalog::list))
+        .route(
+            "/v1/catalog/{name}",
+            get(catalog::show).delete(catalog::unpublish),
+        )
+        .route(
+            "/v1/catalog/{name}/versions/{version}",
+            get(catalog::version).delete(catalog::unpublish),
+        )
+        .route(
+            "/v1/catalog/{name}/versions/{version}/skip",
+            post(catalog::skip).delete(catalog::unskip),
+        )
+        .route("/v1/catalog/{name}/install", post(catalog::install))
+        .route("/v1/catalog/{name}/upgrade", post(catalog::upgrade))
+        .route("/v1/catalog/{name}/rollback", post(catalog::rollback))
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/connectors/{name}", get(connectors::show))
         .route(

@@ -86,14 +86,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(database = %store.database_path().display(), key = store.key_id(), "store open");
 
     let runtime = Runtime::new(config.engine.clone(), config.limits.clone())?;
-    let catalog = Catalog::load(&runtime, &config.connectors, |loaded, path| {
-        let id = loaded.connector.id();
-        tracing::info!(connector = %id, path = %path.display(), "connector loaded");
-    })
+    let started = std::time::Instant::now();
+    let catalog = Catalog::open(
+        &runtime,
+        &store,
+        &config.store.data_dir,
+        config.max_component_bytes,
+    )
     .await?;
+    catalog.publish_and_install(&config.connectors).await?;
+    tracing::info!(
+        connectors = catalog.running().len(),
+        load_ms = started.elapsed().as_secs_f64() * 1e3,
+        "catalog ready"
+    );
     if catalog.is_empty() {
         tracing::warn!(
-            "no connectors loaded; pass component files or directories with --connectors"
+            "no connectors installed; pass component files or directories with --connectors, or publish and install with `junction connector`"
         );
     }
     let listener = tokio::net::TcpListener::bind(config.listen)

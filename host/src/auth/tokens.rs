@@ -103,6 +103,11 @@ impl OAuth {
         }
     }
 
+    /// Whether the operator configured an OAuth app for `connector`.
+    pub fn has_app(&self, connector: &str) -> bool {
+        self.apps.contains_key(connector)
+    }
+
     /// Where providers send users back: `<public-url>/v1/oauth/callback`.
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri

@@ -261,6 +261,143 @@ pub struct InvocationResult {
     pub output: Value,
 }
 
+/// One published version of a connector in the service's catalog.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogVersion {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub title: String,
+    /// `ga` or `preview`.
+    pub release: String,
+    #[serde(default)]
+    pub interface_version: String,
+    /// `sha256:<64 hex>`.
+    pub digest: String,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub published_at: Option<String>,
+    /// `active`, `available`, `skipped` or `previously_installed`.
+    #[serde(default)]
+    pub state: String,
+    /// Whether this is the newest published version of its connector.
+    #[serde(default)]
+    pub latest: bool,
+    /// In the answer to a publication: the same version was already published, with the
+    /// same digest.
+    #[serde(default)]
+    pub already_published: bool,
+}
+
+/// A connector of the catalog: its versions and which one is installed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogConnector {
+    pub name: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub active_version: Option<String>,
+    #[serde(default)]
+    pub latest_version: Option<String>,
+    /// The newest version, not skipped, newer than the active one.
+    #[serde(default)]
+    pub upgrade_available: Option<String>,
+    /// Newest first.
+    #[serde(default)]
+    pub versions: Vec<CatalogVersion>,
+}
+
+/// `GET /v1/catalog`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalog {
+    pub items: Vec<CatalogConnector>,
+}
+
+/// A tenant's connector policy.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Policy {
+    #[serde(default)]
+    pub tenant_id: String,
+    /// `None`: every installed connector.
+    #[serde(default)]
+    pub enabled_connectors: Option<Vec<String>>,
+    /// Wins over `enabled_connectors`.
+    #[serde(default)]
+    pub disabled_connectors: Vec<String>,
+    /// Allowed auth types by connector name (`*`: every connector without its own entry);
+    /// a connector without an entry may use every type.
+    #[serde(default)]
+    pub allowed_auth_types: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub oauth_apps: Vec<TenantOAuthApp>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// The body of `PUT /v1/tenants/{id}/policy`: a policy without its OAuth apps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpdate {
+    /// Serialized as `null` when `None`: every installed connector.
+    pub enabled_connectors: Option<Vec<String>>,
+    pub disabled_connectors: Vec<String>,
+    pub allowed_auth_types: BTreeMap<String, Vec<String>>,
+}
+
+impl From<&Policy> for PolicyUpdate {
+    fn from(p: &Policy) -> Self {
+        Self {
+            enabled_connectors: p.enabled_connectors.clone(),
+            disabled_connectors: p.disabled_connectors.clone(),
+            allowed_auth_types: p.allowed_auth_types.clone(),
+        }
+    }
+}
+
+/// A tenant's own OAuth app for a connector; the client secret is never shown, only
+/// whether it is set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TenantOAuthApp {
+    pub connector: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Fields the connector's OAuth endpoints are built from, fixed by the app.
+    #[serde(default)]
+    pub endpoint_fields: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub client_secret_set: bool,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// The body of `PUT /v1/tenants/{id}/oauth-apps/{connector}`.
+#[derive(Debug, Clone)]
+pub struct NewOAuthApp {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `None`: the connector's default scopes.
+    pub scopes: Option<Vec<String>>,
+    /// Values of the fields the connector builds its OAuth endpoints from.
+    pub endpoint_fields: std::collections::BTreeMap<String, String>,
+}
+
+/// The one place the client secret leaves as clear text: the request body.
+impl Serialize for NewOAuthApp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("client_id", &self.client_id)?;
+        map.serialize_entry("client_secret", self.client_secret.expose())?;
+        if let Some(scopes) = &self.scopes {
+            map.serialize_entry("scopes", scopes)?;
+        }
+        if !self.endpoint_fields.is_empty() {
+            map.serialize_entry("endpoint_fields", &self.endpoint_fields)?;
+        }
+        map.end()
+    }
+}
+
 /// A client of one service, with one token.
 pub struct Client {
     /// The address without a trailing slash, e.g. `http://127.0.0.1:7480` or
@@ -439,6 +576,113 @@ impl Client {
         self.call(Method::POST, &path, Some(body)).await
     }
 
+    /// `POST /v1/catalog/versions`: publishes a component (its bytes).
+    pub async fn publish_version(
+        &self,
+        component: Vec<u8>,
+    ) -> Result<Reply<CatalogVersion>, ClientError> {
+        let body = Payload {
+            bytes: component,
+            content_type: "application/wasm",
+        };
+        self.call_with(Method::POST, "/v1/catalog/versions", Some(body))
+            .await
+    }
+
+    /// `GET /v1/catalog`.
+    pub async fn catalog(&self) -> Result<Reply<Catalog>, ClientError> {
+        self.call(Method::GET, "/v1/catalog", None).await
+    }
+
+    /// `GET /v1/catalog/{name}`.
+    pub async fn catalog_connector(
+        &self,
+        name: &str,
+    ) -> Result<Reply<CatalogConnector>, ClientError> {
+        let path = format!("/v1/catalog/{}", segment(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/catalog/{name}/{operation}` with `{"version"?}`, where `operation` is
+    /// `install`, `upgrade` or `rollback`.
+    pub async fn change_installation(
+        &self,
+        name: &str,
+        operation: Installation,
+        version: Option<&str>,
+    ) -> Result<Reply<CatalogConnector>, ClientError> {
+        let path = format!("/v1/catalog/{}/{}", segment(name), operation.as_str());
+        let body = match version {
+            Some(v) => serde_json::json!({ "version": v }),
+            None => serde_json::json!({}),
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| self.decode_error("the request", &e))?;
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST` (skip) or `DELETE` (unskip) `/v1/catalog/{name}/versions/{version}/skip`.
+    pub async fn skip_version(
+        &self,
+        name: &str,
+        version: &str,
+        skip: bool,
+    ) -> Result<Reply<CatalogConnector>, ClientError> {
+        let path = format!(
+            "/v1/catalog/{}/versions/{}/skip",
+            segment(name),
+            segment(version)
+        );
+        let method = if skip { Method::POST } else { Method::DELETE };
+        self.call(method, &path, None).await
+    }
+
+    /// `GET /v1/tenants/{id}/policy`, or with no id the caller's own tenant's
+    /// (`GET /v1/tenant/policy`).
+    pub async fn policy(&self, tenant: Option<&str>) -> Result<Reply<Policy>, ClientError> {
+        let path = match tenant {
+            Some(id) => format!("/v1/tenants/{}/policy", segment(id)),
+            None => "/v1/tenant/policy".to_owned(),
+        };
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `PUT /v1/tenants/{id}/policy`.
+    pub async fn set_policy(
+        &self,
+        tenant: &str,
+        policy: &PolicyUpdate,
+    ) -> Result<Reply<Policy>, ClientError> {
+        let path = format!("/v1/tenants/{}/policy", segment(tenant));
+        let body = serde_json::to_vec(policy).map_err(|e| self.decode_error("the request", &e))?;
+        self.call(Method::PUT, &path, Some(body)).await
+    }
+
+    /// `PUT /v1/tenants/{id}/oauth-apps/{connector}`.
+    pub async fn set_oauth_app(
+        &self,
+        tenant: &str,
+        connector: &str,
+        app: &NewOAuthApp,
+    ) -> Result<Reply<TenantOAuthApp>, ClientError> {
+        let path = format!(
+            "/v1/tenants/{}/oauth-apps/{}",
+            segment(tenant),
+            segment(connector)
+        );
+        let body = serde_json::to_vec(app).map_err(|e| self.decode_error("the request", &e))?;
+        self.call(Method::PUT, &path, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{id}/oauth-apps/{connector}`.
+    pub async fn remove_oauth_app(&self, tenant: &str, connector: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/v1/tenants/{}/oauth-apps/{}",
+            segment(tenant),
+            segment(connector)
+        );
+        self.send(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
     fn decode_error(&self, what: &str, e: &dyn fmt::Display) -> ClientError {
         ClientError::Decode {
             server: self.base.clone(),
@@ -447,15 +691,25 @@ impl Client {
         }
     }
 
-    /// Sends a request and decodes a JSON answer.
+    /// Sends a request with a JSON body and decodes a JSON answer.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Reply<T>, ClientError> {
+        self.call_with(method, path, body.map(Payload::json)).await
+    }
+
+    /// Sends a request with any body and decodes a JSON answer.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Payload>,
+    ) -> Result<Reply<T>, ClientError> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
-        let (status, headers, bytes) = self.send(method, path, body).await?;
+        let (status, headers, bytes) = self.send_with(method, path, body).await?;
         let json: Value = serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJunction {
             server: self.base.clone(),
             status,
@@ -465,12 +719,24 @@ impl Client {
         Ok(Reply { value, json })
     }
 
-    /// Sends a request; a success status gives the body, an error status the API's error.
+    /// Sends a request with a JSON body; a success status gives the body, an error status
+    /// the API's error.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+        self.send_with(method, path, body.map(Payload::json)).await
+    }
+
+    /// Sends a request with any body; a success status gives the body, an error status the
+    /// API's error.
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Payload>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
         let uri = format!("{}{path}", self.base);
         tracing::debug!(%method, %uri, "sending a request to the service");
@@ -484,8 +750,8 @@ impl Client {
         }
         let body = match body {
             Some(b) => {
-                request = request.header(CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(b))
+                request = request.header(CONTENT_TYPE, b.content_type);
+                Full::new(Bytes::from(b.bytes))
             }
             None => Full::new(Bytes::new()),
         };
@@ -547,6 +813,39 @@ impl Client {
                 status,
                 content_type: content_type(&headers),
             }),
+        }
+    }
+}
+
+/// A request body and its content type.
+struct Payload {
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
+impl Payload {
+    fn json(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            content_type: "application/json",
+        }
+    }
+}
+
+/// What changes which version of a connector is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installation {
+    Install,
+    Upgrade,
+    Rollback,
+}
+
+impl Installation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Install => "install",
+            Self::Upgrade => "upgrade",
+            Self::Rollback => "rollback",
         }
     }
 }
@@ -662,6 +961,39 @@ mod tests {
                 "fields": {"token": "ghp_x", "client_secret":
                     {"store": "corp", "path": "apps/gh", "key": "secret"}},
                 "poll_interval_seconds": 300})
+        );
+    }
+
+    #[test]
+    fn oauth_app_bodies_carry_the_secret_and_debug_hides_it() {
+        let app = NewOAuthApp {
+            client_id: "Iv1.x".into(),
+            client_secret: Secret::new("app-s3cret"),
+            scopes: None,
+            endpoint_fields: Default::default(),
+        };
+        assert!(!format!("{app:?}").contains("app-s3cret"));
+        assert_eq!(
+            serde_json::to_value(&app).unwrap(),
+            serde_json::json!({"client_id": "Iv1.x", "client_secret": "app-s3cret"})
+        );
+        let app = NewOAuthApp {
+            scopes: Some(vec!["repo".into()]),
+            endpoint_fields: [("issuer".to_owned(), "https://id.example".to_owned())].into(),
+            ..app
+        };
+        let body = serde_json::to_value(&app).unwrap();
+        assert_eq!(body["scopes"][0], "repo");
+        assert_eq!(body["endpoint_fields"]["issuer"], "https://id.example");
+    }
+
+    #[test]
+    fn a_policy_update_says_null_for_every_connector() {
+        let body = serde_json::to_value(PolicyUpdate::default()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"enabled_connectors": null, "disabled_connectors": [],
+                "allowed_auth_types": {}})
         );
     }
 

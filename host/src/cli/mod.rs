@@ -1,11 +1,13 @@
 //! The `junction` command line.
 
+pub mod catalog;
 pub mod client;
 mod local;
 pub mod remote;
 mod scaffold;
 pub mod service;
 
+pub use catalog::{ConnectorCommand, PolicyCommand};
 pub use local::{ConnectionArgs, LimitArgs};
 pub use remote::{ConnectionCommand, InvokeTarget, RemoteError, ServerArgs, invoke_target};
 pub use scaffold::{ScaffoldError, default_sdk, scaffold};
@@ -120,7 +122,8 @@ pub enum Command {
     /// stops accepting connections and lets requests in flight finish.
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(crate::config::ServeArgs),
-    /// Offline administration of a data directory: tenants and their first administrator.
+    /// Offline administration of a data directory: tenants and their first administrator,
+    /// operators of the connector catalog.
     #[command(subcommand)]
     Admin(service::AdminCommand),
     /// The master key encrypting stored secrets: rotate it, or generate one.
@@ -134,6 +137,30 @@ pub enum Command {
     /// or a service that cannot be used (unreachable, token refused, unknown connection).
     #[command(after_long_help = remote::CONNECTION_EXAMPLES)]
     Connection(ConnectionCommand),
+    /// Operator: the service's connector catalog. Publish connector versions, then install,
+    /// upgrade, roll back or skip them.
+    ///
+    /// A published version is immutable and cannot be unpublished: to keep a connector from
+    /// tenants, disable it with a policy (`junction policy set --disable`); to keep upgrades
+    /// away from a version, skip it (`junction connector skip NAME@VERSION`).
+    ///
+    /// Talks to `junction serve` at --server (JUNCTION_SERVER, default
+    /// http://127.0.0.1:7480) with an operator token (`jo_…`, printed by `junction admin
+    /// create-operator`) in JUNCTION_TOKEN (or --token). Exit status: 0 on success, 2 for bad
+    /// usage, a refusal (given several files or connectors, after trying every one) or a
+    /// service that cannot be used.
+    #[command(after_long_help = catalog::CONNECTOR_EXAMPLES)]
+    Connector(ConnectorCommand),
+    /// Operator: the tenants' connector policies. Which installed connectors a tenant sees,
+    /// which auth types its new connections may use, its own OAuth apps.
+    ///
+    /// Talks to `junction serve` at --server (JUNCTION_SERVER, default
+    /// http://127.0.0.1:7480) with an operator token (`jo_…`) in JUNCTION_TOKEN (or
+    /// --token); with a tenant's token, `junction policy show` shows that tenant's policy.
+    /// Exit status: 0 on success, 2 for bad usage, a refusal or a service that cannot be
+    /// used.
+    #[command(after_long_help = catalog::POLICY_EXAMPLES)]
+    Policy(PolicyCommand),
 }
 
 const SERVE_EXAMPLES: &str = "Examples:
@@ -146,6 +173,11 @@ const TOP_EXAMPLES: &str = "Running the service:
   junction admin create-tenant acme --admin ada --data-dir junction-data
   export JUNCTION_TOKEN=jt_...
   junction connection create --connector github --name gh --auth pat --field-env token=GITHUB_TOKEN
+
+Operating the catalog:
+  junction admin create-operator ops --data-dir junction-data   # export JUNCTION_TOKEN=jo_...
+  junction connector publish dist/*.wasm && junction connector install --all
+  junction policy set --tenant ten_... --disable rest
 
 Writing a connector:
   junction new my-api && cd my-api && cargo build --release

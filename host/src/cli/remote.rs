@@ -31,8 +31,9 @@ pub struct ServerArgs {
         default_value = DEFAULT_SERVER
     )]
     pub server: String,
-    /// API token (`jt_…`). Prefer the JUNCTION_TOKEN environment variable: a value on the
-    /// command line is visible to other local users.
+    /// API token (`jt_…`; an operator's `jo_…` for `connector` and `policy`). Prefer the
+    /// JUNCTION_TOKEN environment variable: a value on the command line is visible to other
+    /// local users.
     #[arg(
         long,
         global = true,
@@ -50,7 +51,7 @@ fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
 }
 
 impl ServerArgs {
-    fn client(&self) -> Result<Client, RemoteError> {
+    pub(crate) fn client(&self) -> Result<Client, RemoteError> {
         // `JUNCTION_TOKEN=` (set but empty) means no token.
         let token = self
             .token
@@ -849,13 +850,13 @@ fn health_text(h: &Health) -> String {
 
 /// Text from the service, made safe for a terminal: control characters (escape sequences,
 /// carriage returns) of names and messages other people chose are not interpreted.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(_) => println!("{value}"),
@@ -878,17 +879,22 @@ impl Call {
     }
 }
 
+/// A call that got no answer from the API (unreachable, not the service…), with a hint.
+pub(super) fn transport_error(e: &ClientError) -> RemoteError {
+    let hint = match e {
+        ClientError::Unreachable { .. } => {
+            "\nhint: start the service with `junction serve`, or point --server \
+             (JUNCTION_SERVER) at the address where it runs"
+        }
+        _ => "",
+    };
+    RemoteError::Usage(format!("{e}{hint}"))
+}
+
 /// The message and exit status of a failed call, with a hint where one helps.
 fn service_error(client: &Client, e: ClientError, call: Call) -> RemoteError {
     let Some((status, api)) = e.api() else {
-        let hint = match &e {
-            ClientError::Unreachable { .. } => {
-                "\nhint: start the service with `junction serve`, or point --server \
-                 (JUNCTION_SERVER) at the address where it runs"
-            }
-            _ => "",
-        };
-        return RemoteError::Usage(format!("{e}{hint}"));
+        return transport_error(&e);
     };
     let mut message = format!("[{}] {}", clean(&api.code), clean(&api.message));
     let detail = |name: &str| api.details.get(name).and_then(Value::as_str);

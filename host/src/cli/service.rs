@@ -25,6 +25,19 @@ pub enum AdminCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Create an operator, who runs the service's connector catalog and the tenants'
+    /// policies (`junction connector`, `junction policy`), and print the operator's API token
+    /// (`jo_…`, shown once; store it in a secret manager).
+    #[command(
+        after_long_help = "Example:\n  junction admin create-operator ops --data-dir /var/lib/junction\n  \
+        export JUNCTION_TOKEN=jo_...   # the token printed; then: junction connector list"
+    )]
+    CreateOperator {
+        /// The operator's name, unique in this service.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// The master key that encrypts secrets at rest.
@@ -60,14 +73,7 @@ pub enum ServiceCommandError {
 pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
     match command {
         AdminCommand::CreateTenant { name, admin, store } => {
-            let (config, _) = store.resolve();
-            let (store, report) = Store::open(&config, None).await?;
-            if let Some(path) = report.created_key_file {
-                eprintln!(
-                    "created the encryption key {}; back it up apart from the database",
-                    path.display()
-                );
-            }
+            let store = open_store(&store).await?;
             let (tenant, principal, token) = store.create_tenant(&name, &admin).await?;
             store.close().await;
             let out = json!({"tenant": tenant, "principal": principal, "token": token});
@@ -76,7 +82,30 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             println!("{out:#}");
             Ok(())
         }
+        AdminCommand::CreateOperator { name, store } => {
+            let store = open_store(&store).await?;
+            let created = store.create_operator(&name).await;
+            store.close().await;
+            let (operator, token) = created?;
+            let out = json!({"operator": operator, "token": token.expose()});
+            // As for create-tenant: the only copy of the token, printed.
+            println!("{out:#}");
+            Ok(())
+        }
     }
+}
+
+/// Opens the store of a data directory (creating it, and its key, on first use).
+async fn open_store(args: &StoreArgs) -> Result<Store, ServiceCommandError> {
+    let (config, _) = args.resolve();
+    let (store, report) = Store::open(&config, None).await?;
+    if let Some(path) = report.created_key_file {
+        eprintln!(
+            "created the encryption key {}; back it up apart from the database",
+            path.display()
+        );
+    }
+    Ok(store)
 }
 
 pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {

@@ -9,9 +9,10 @@ use crate::catalog::LoadedConnector;
 use crate::credentials::tokens::BoxFuture;
 use crate::credentials::{CredentialFailure, Secret, TokenSource};
 use crate::runtime::connection::ConnectionError;
-use crate::runtime::{
-    ConnectionSpec, ConnectorError, InvokeError, Manifest, PreparedConnection, manifest::AuthKind,
+use crate::runtime::manifest::{
+    AuthKind, AuthScheme, CLIENT_ID_FIELD, CLIENT_SECRET_FIELD, SCOPES_FIELD,
 };
+use crate::runtime::{ConnectionSpec, ConnectorError, InvokeError, Manifest, PreparedConnection};
 use crate::store::{
     ConnectionRecord, Health, HealthStatus, InvocationError, InvocationRecord, Timestamp, new_id,
 };
@@ -317,6 +318,113 @@ impl TokenSource for NotAuthorized {
     fn rejected<'a>(&'a self, _: &'a Secret) -> BoxFuture<'a, Result<Secret, CredentialFailure>> {
         self.current()
     }
+}
+
+/// Whether a tenant's predefined OAuth app may be used with `scheme`: only when the
+/// scheme takes an app (`client_id` is one of its fields) and every field its OAuth
+/// endpoints are built from is fixed by the app. An endpoint built from a field the user
+/// sets would let whoever creates the connection send the tenant's client secret to a host
+/// of their choosing.
+pub fn tenant_app_usable(
+    manifest: &Manifest,
+    scheme: &AuthScheme,
+    endpoint_fields: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let takes_app = manifest
+        .field(CLIENT_ID_FIELD)
+        .is_some_and(|f| f.applies_to(&scheme.id));
+    if !takes_app {
+        return Err(format!(
+            "auth scheme `{}` does not take an OAuth app",
+            scheme.id
+        ));
+    }
+    for url in scheme.kind.urls() {
+        if let Some(field) = crate::capabilities::allowed_hosts::placeholders(url)
+            .into_iter()
+            .find(|f| !endpoint_fields.contains_key(*f))
+        {
+            return Err(format!(
+                "auth scheme `{}` builds its OAuth endpoint {url} from field `{field}`, which the app does not fix (give it in the app's `endpoint_fields`)",
+                scheme.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a predefined OAuth app for a connector none of whose schemes can use it.
+pub fn check_tenant_app_fits(
+    manifest: &Manifest,
+    endpoint_fields: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut reasons = Vec::new();
+    for scheme in &manifest.auth_schemes {
+        match tenant_app_usable(manifest, scheme, endpoint_fields) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    Err(format!(
+        "connector `{}` cannot use this OAuth app: {}",
+        manifest.name,
+        reasons.join("; ")
+    ))
+}
+
+/// Gives a new connection the tenant's predefined OAuth app for its connector, when the
+/// user brings no app of their own: the app's client id, its endpoint fields (and scopes,
+/// unless the user chose some) as fields, and its secret as the connection's sealed
+/// `client_secret`, which the user never sees. Returns whether an app was applied.
+pub async fn apply_tenant_app(
+    service: &Service,
+    caller: &Caller,
+    manifest: &Manifest,
+    auth: &str,
+    values: &mut BTreeMap<String, Secret>,
+    refs: &BTreeMap<String, CredentialRef>,
+) -> Result<bool, ApiError> {
+    let Some(scheme) = manifest.scheme(auth) else {
+        return Ok(false);
+    };
+    if !is_oauth(manifest, auth)
+        || values.contains_key(CLIENT_ID_FIELD)
+        || values.contains_key(CLIENT_SECRET_FIELD)
+        || refs.contains_key(CLIENT_SECRET_FIELD)
+    {
+        return Ok(false);
+    }
+    let Some((app, secret)) = service
+        .store
+        .tenant_oauth_app(&caller.tenant.id, &manifest.name)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if let Err(reason) = tenant_app_usable(manifest, scheme, &app.endpoint_fields) {
+        tracing::debug!(connector = %manifest.name, reason = %reason, "tenant OAuth app not applied");
+        return Ok(false);
+    }
+    for (name, fixed) in &app.endpoint_fields {
+        if let Some(given) = values.get(name)
+            && given.expose() != fixed
+        {
+            return Err(ApiError::invalid_field(
+                &format!("fields.{name}"),
+                format!(
+                    "field `{name}` is fixed by the OAuth app of tenant `{}` for connector `{}` ({fixed}); leave it out, or bring your own app (`client_id`, `client_secret`)",
+                    caller.tenant.name, manifest.name
+                ),
+            ));
+        }
+        values.insert(name.clone(), Secret::new(fixed.as_str()));
+    }
+    values.insert(CLIENT_ID_FIELD.into(), Secret::new(app.client_id));
+    values.insert(CLIENT_SECRET_FIELD.into(), secret);
+    if !app.scopes.is_empty() && !values.contains_key(SCOPES_FIELD) {
+        values.insert(SCOPES_FIELD.into(), Secret::new(app.scopes.join(" ")));
+    }
+    Ok(true)
 }
 
 /// Whether `auth` names an OAuth 2.0 scheme of `manifest`.

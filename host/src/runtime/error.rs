@@ -47,6 +47,10 @@ pub enum LoadError {
     },
     #[error("{source_name}: calling `manifest` failed: {detail}")]
     ManifestCall { source_name: String, detail: String },
+    #[error(
+        "{source_name}: `{digest}` is not a SHA-256 digest; give the 64 lowercase hexadecimal characters of the component's SHA-256"
+    )]
+    InvalidDigest { source_name: String, digest: String },
 }
 
 /// A typed error returned by the connector itself (the WIT `connector-error` variant).

@@ -1,7 +1,8 @@
 //! The wasmtime runtime: one engine with the pooling allocator and epoch interruption, a
-//! linker with the host capabilities, loading and validating components, and invocations
-//! in a fresh, limited store each.
+//! linker with the host capabilities, loading and validating components (compiled, or mapped
+//! from precompiled artifacts), and invocations in a fresh, limited store each.
 
+mod artifacts;
 pub mod bindings;
 pub mod connection;
 mod error;
@@ -9,6 +10,7 @@ pub mod limits;
 pub mod manifest;
 pub(crate) mod state;
 
+pub use artifacts::{ArtifactCache, LoadOrigin};
 pub use connection::{ConnectionError, ConnectionSpec, PreparedConnection};
 pub use error::{ConnectorError, InvokeError, LoadError};
 pub use limits::{ConnectorId, LimitExceeded, Limits};
@@ -253,19 +255,35 @@ impl Runtime {
     /// version of `junction:connector/guest`, import nothing the sandbox lacks, and return a
     /// consistent manifest. Compilation runs on a blocking thread, off the async workers.
     pub async fn load(&self, bytes: Vec<u8>, source_name: &str) -> Result<Connector, LoadError> {
-        let name = source_name.to_owned();
-        check_header(&bytes, &name)?;
+        let component = self.compile(bytes, source_name).await?;
+        self.finish(component, source_name).await
+    }
+
+    /// Compiles a component's bytes on a blocking thread.
+    async fn compile(&self, bytes: Vec<u8>, source_name: &str) -> Result<Component, LoadError> {
+        check_header(&bytes, source_name)?;
         let engine = self.shared.engine.clone();
         let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
             .map_err(|e| LoadError::Corrupt {
-                source_name: name.clone(),
+                source_name: source_name.to_owned(),
                 detail: format!("compilation did not finish: {e}"),
             })?;
-        let component = compiled.map_err(|e| LoadError::Corrupt {
-            source_name: name.clone(),
+        compiled.map_err(|e| LoadError::Corrupt {
+            source_name: source_name.to_owned(),
             detail: format!("{e:#}"),
-        })?;
+        })
+    }
+
+    /// Validates a compiled (or deserialised) component and makes it a [`Connector`]: the
+    /// interface version it exports, its imports against the linker, its exports, then its
+    /// manifest, called in a sandbox like any invocation and checked.
+    async fn finish(
+        &self,
+        component: Component,
+        source_name: &str,
+    ) -> Result<Connector, LoadError> {
+        let name = source_name.to_owned();
         let interface = self.interface_version(&component, &name)?;
         let instance_pre = self
             .shared

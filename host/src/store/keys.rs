@@ -250,6 +250,13 @@ impl super::Store {
                     let hash: Vec<u8> = row.try_get("state_hash")?;
                     Ok(super::oauth::state_aad(&id, &hash))
                 })
+                .await?
+            + self
+                .reseal_table(&mut tx, &new, "tenant_oauth_apps", |row| {
+                    let tenant: String = row.try_get("tenant_id")?;
+                    let connector: String = row.try_get("connector")?;
+                    Ok(super::catalog::oauth_app_aad(&tenant, &connector))
+                })
                 .await?;
         let check = new.seal(CHECK_AAD, CHECK_PLAINTEXT)?;
         sqlx::query(

@@ -5,12 +5,17 @@
 //! Secret values are sealed with the master key (`credentials::at_rest`) before they reach
 //! this module's tables, and opened only when an invocation needs them.
 
+mod catalog;
 mod connections;
 mod invocations;
 mod keys;
 mod oauth;
 mod tenancy;
 
+pub use catalog::{
+    Activation, NewVersion, OPERATOR_TOKEN_PREFIX, Operator, PolicyRecord, PublishedVersion,
+    TenantOAuthApp,
+};
 pub use connections::{ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection};
 pub use invocations::{InvocationError, InvocationFilter, InvocationLog, InvocationRecord};
 pub use keys::{KeySource, RotateReport};

@@ -237,6 +237,19 @@ impl Store {
         Ok((tenant, principal, token))
     }
 
+    /// Every tenant, oldest first.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, members_can_create_shared_connections, created_at FROM tenants \
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(tenant_row)
+        .collect()
+    }
+
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
             .bind(id)

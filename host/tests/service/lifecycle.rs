@@ -480,8 +480,19 @@ async fn a_connection_outlives_a_restart_without_its_connector_and_works_when_it
     invoke_works(&service, &service.client(&admin_token), &connection).await;
     stop(&mut service);
 
-    // Without the GitHub connector: the connection is still there and says why it
-    // cannot be used.
+    // The installed GitHub connector cannot be loaded (its published file and compiled
+    // artifact are gone): the service starts without it, the connection is still there
+    // and says why it cannot be used.
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(std::fs::read(components::GITHUB).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let catalog = dir.join("catalog");
+    std::fs::remove_file(catalog.join("components").join(format!("{digest}.wasm"))).unwrap();
+    for engine in std::fs::read_dir(catalog.join("compiled")).unwrap() {
+        let _ = std::fs::remove_file(engine.unwrap().path().join(format!("{digest}.cwasm")));
+    }
     let command = serve_command(
         &[
             "--log-json",
@@ -497,7 +508,11 @@ async fn a_connection_outlives_a_restart_without_its_connector_and_works_when_it
         &[],
     );
     let mut service = start_command(command, &dir).unwrap_or_else(|f| panic!("{f}"));
-    assert_eq!(loaded_connectors(&service), ["http"]);
+    assert_eq!(loaded_connectors(&service), ["http", "probe"]);
+    let failed = service
+        .log_lines_with("cannot load an installed connector; its connections fail until it loads");
+    let failed: Vec<String> = failed.iter().map(|l| text(&l["connector"])).collect();
+    assert_eq!(failed, ["github"], "{}", service.logs());
     let admin = service.client(&admin_token);
     let shown = check(
         &service,
@@ -519,7 +534,7 @@ async fn a_connection_outlives_a_restart_without_its_connector_and_works_when_it
     );
     stop(&mut service);
 
-    // With it again: the connection works, its secret intact.
+    // Given its component again: the connection works, its secret intact.
     let mut service = start(&dir, &["--health-check-interval", "0"]);
     invoke_works(&service, &service.client(&admin_token), &connection).await;
     assert_eq!(calls_with_token(&api, secret), 2);

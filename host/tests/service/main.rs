@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod catalog;
 mod lifecycle;
 mod oauth;
 mod proxy;

@@ -6,6 +6,7 @@ use crate::access::Caller;
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::auth::oauth::Grant;
+use crate::catalog::Policy;
 use crate::connections::{self, FieldInput};
 use crate::credentials::Secret;
 use crate::runtime::manifest::AuthKind;
@@ -234,24 +235,40 @@ pub async fn create(
     let loaded = service.catalog.get(&request.connector).ok_or_else(|| {
         let known: Vec<String> = service
             .catalog
-            .all()
+            .running()
+            .iter()
             .map(|c| c.connector.manifest().name.clone())
             .collect();
         ApiError::invalid_field(
             "connector",
             format!(
-                "no connector `{}` is loaded; available: {}",
+                "no connector `{}` is installed; installed: {}",
                 request.connector,
                 known.join(", ")
             ),
         )
     })?;
     let manifest = loaded.connector.manifest();
-    let (values, refs) = connections::split_inputs(request.fields);
+    // The tenant's policy applies to connections created from now on.
+    let policy = service.store.policy(&caller.tenant.id).await?;
+    let policy = Policy {
+        tenant_name: &caller.tenant.name,
+        record: &policy,
+    };
+    policy.require_enabled(&request.connector)?;
+    let (mut values, refs) = connections::split_inputs(request.fields);
     let auth = request.auth.as_deref();
-    if !refs.is_empty() {
-        // The fields first: a reference on a field that cannot take one reads no store.
-        connections::check(manifest, auth, &values, &refs, &BTreeMap::new())?;
+    // The scheme is checked against the policy before anything is read from a vault or
+    // asked of a provider (an unknown scheme is reported by the field checks below).
+    let scheme = match auth {
+        Some(id) => manifest.scheme(id),
+        None if manifest.auth_schemes.len() == 1 => manifest.auth_schemes.first(),
+        None => None,
+    };
+    if let Some(scheme) = scheme {
+        policy.require_new_connection(&request.connector, scheme)?;
+        connections::apply_tenant_app(&service, &caller, manifest, &scheme.id, &mut values, &refs)
+            .await?;
     }
     // References are resolved now: one that points nowhere creates nothing.
     let resolved = connections::resolve_given(&service, &caller, &refs).await?;
@@ -393,6 +410,18 @@ pub async fn update(
                 ),
             ));
         }
+    }
+    if auth != record.auth
+        && let Some(scheme) = manifest.scheme(&auth)
+    {
+        // Another scheme is a new way in: the tenant's policy must allow it (edits that
+        // keep the scheme are not checked, so existing connections keep working).
+        let policy = service.store.policy(&caller.tenant.id).await?;
+        Policy {
+            tenant_name: &caller.tenant.name,
+            record: &policy,
+        }
+        .require_new_connection(&record.connector, scheme)?;
     }
     if auth != record.auth {
         // A new scheme starts from the values it shares with the old one (secret ones

@@ -1,0 +1,203 @@
+//! The operator's catalog: publish component versions, list them with their states,
+//! install, upgrade, roll back, skip. Published versions cannot be unpublished.
+
+use crate::api::extract::OperatorCaller;
+use crate::api::{ApiError, ApiResult, AppState};
+use crate::catalog::{ConnectorView, Switch, VersionView};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+
+/// `POST /v1/catalog/versions`: the body is the component.
+pub async fn publish(
+    State(service): State<AppState>,
+    OperatorCaller(operator): OperatorCaller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let essence = content_type(&headers);
+    if !essence.eq_ignore_ascii_case("application/wasm")
+        && !essence.eq_ignore_ascii_case("application/octet-stream")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the component's bytes as the body with `content-type: application/wasm`",
+        ));
+    }
+    let bytes = body.map_err(|r| body_error(&r, service.catalog.max_component_bytes()))?;
+    let published = service.catalog.publish(&bytes, &operator.id).await?;
+    let mut body = version_json(&published.version);
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        if let Some(object) = body.as_object_mut() {
+            object.insert("already_published".into(), true.into());
+        }
+        StatusCode::OK
+    };
+    Ok((status, Json(body)))
+}
+
+/// The error envelope for a body that could not be read (too large, cut short).
+fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the {limit} bytes the service accepts"),
+        )
+        .detail("limit_bytes", limit)
+    } else {
+        ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    value.split(';').next().unwrap_or("").trim()
+}
+
+fn version_json(v: &VersionView) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn connector_json(v: &ConnectorView) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+pub async fn list(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+) -> ApiResult<Json<Value>> {
+    let items: Vec<Value> = service
+        .catalog
+        .views()
+        .await?
+        .iter()
+        .map(connector_json)
+        .collect();
+    Ok(Json(json!({"items": items, "next_cursor": null})))
+}
+
+pub async fn show(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(connector_json(&service.catalog.view(&name).await?)))
+}
+
+pub async fn version(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(version_json(
+        &service.catalog.version_view(&name, &version).await?,
+    )))
+}
+
+/// The body of install, upgrade and rollback.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn switch(
+    service: &AppState,
+    name: &str,
+    how: Switch,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let body = body.map_err(|r| body_error(&r, service.max_body_bytes))?;
+    // The body is optional: none is `{}`.
+    let request: SwitchRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SwitchRequest::default()
+    } else if !content_type(headers).eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `content-type: application/json`",
+        ));
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body must be `{{\"version\": \"x.y.z\"}}` or empty: {e}"),
+            )
+        })?
+    };
+    let view = service
+        .catalog
+        .switch(name, how, request.version.as_deref())
+        .await?;
+    Ok(Json(connector_json(&view)))
+}
+
+pub async fn install(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    switch(&service, &name, Switch::Install, &headers, body).await
+}
+
+pub async fn upgrade(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    switch(&service, &name, Switch::Upgrade, &headers, body).await
+}
+
+pub async fn rollback(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    switch(&service, &name, Switch::Rollback, &headers, body).await
+}
+
+pub async fn skip(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let view = service.catalog.set_skipped(&name, &version, true).await?;
+    Ok(Json(connector_json(&view)))
+}
+
+pub async fn unskip(
+    State(service): State<AppState>,
+    _operator: OperatorCaller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let view = service.catalog.set_skipped(&name, &version, false).await?;
+    Ok(Json(connector_json(&view)))
+}
+
+/// `DELETE` of a connector or of one of its versions: never.
+pub async fn unpublish(_operator: OperatorCaller) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "cannot_unpublish",
+        "published connector versions are immutable and cannot be unpublished: connections and automations may depend on them. Hide a connector from tenants with a policy (`disabled_connectors`), or skip a version so that it is not offered as an upgrade",
+    )
+}
