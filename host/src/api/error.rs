@@ -208,7 +208,7 @@ impl From<crate::catalog::CatalogError> for ApiError {
                     "the service could not read or write its catalog files; see the service log",
                 )
             }
-            C::Load(_) | C::Schema { .. } => {
+            C::Load(_) | C::Schema { .. } | C::BuildMetadata { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_component", message)
             }
             C::VersionExists {

@@ -171,6 +171,9 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?;
         if token.starts_with(OPERATOR_TOKEN_PREFIX) {
+            if state.store.authenticate_operator(token).await?.is_none() {
+                return Err(unauthenticated("the API token is unknown or revoked"));
+            }
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "tenant_token_required",

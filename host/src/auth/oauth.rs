@@ -97,6 +97,10 @@ pub enum SetupError {
     NotOAuth(String),
     #[error("the {0} grant has no consent in a browser; reconnect runs it directly")]
     NoAuthorizationStep(&'static str),
+    /// A connection using its tenant's OAuth app would send it somewhere the app's
+    /// operator did not fix.
+    #[error("{0}")]
+    TenantApp(String),
 }
 
 /// Why a token request failed. Never contains a token or a secret.

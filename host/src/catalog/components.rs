@@ -34,7 +34,9 @@ impl ComponentFiles {
     /// returns the path and whether it was written now.
     pub fn put(&self, digest: &str, bytes: &[u8]) -> std::io::Result<(PathBuf, bool)> {
         let path = self.path(digest);
-        if path.is_file() {
+        // A file already there is kept when it holds these bytes (a damaged one is
+        // replaced).
+        if std::fs::read(&path).is_ok_and(|stored| digest_hex(&stored) == digest) {
             return Ok((path, false));
         }
         std::fs::create_dir_all(&self.dir)?;

@@ -123,6 +123,10 @@ pub enum CatalogError {
         published_digest: String,
         given_digest: String,
     },
+    #[error(
+        "{name} {version}: a published version cannot carry build metadata (`+…`): it does not order versions; publish it as a new version (for instance a pre-release `-build.N`)"
+    )]
+    BuildMetadata { name: String, version: String },
     #[error("the component is {size} bytes; the service accepts components up to {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
@@ -315,6 +319,11 @@ impl Catalog {
             .await?;
         let manifest = loaded.manifest();
         let (name, version) = (manifest.name.clone(), manifest.version.clone());
+        if version.contains('+') {
+            // Build metadata does not order versions: `1.0.0+a` and `1.0.0+b` are one
+            // version to anyone choosing between them.
+            return Err(CatalogError::BuildMetadata { name, version });
+        }
         if let Some(existing) = self.store.published_version(&name, &version).await? {
             if existing.digest != digest {
                 return Err(CatalogError::VersionExists {
@@ -493,13 +502,21 @@ impl Catalog {
             if let Some(active) = &history.active {
                 if self.get(&name).is_none() {
                     // Installed, but it could not be loaded at start (its file was
-                    // missing): the file given now brings it back.
-                    let loaded = Arc::new(self.load_published(&name, active).await?);
-                    self.live.rcu(|live| {
-                        let mut next = Live::clone(live);
-                        next.insert(name.clone(), loaded.clone());
-                        next
-                    });
+                    // missing): a file given now may bring it back (when it is the active
+                    // version's); if not, the service runs without it, as `open` does.
+                    match self.load_published(&name, active).await {
+                        Ok(loaded) => {
+                            let loaded = Arc::new(loaded);
+                            self.live.rcu(|live| {
+                                let mut next = Live::clone(live);
+                                next.insert(name.clone(), loaded.clone());
+                                next
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(connector = %name, version = %active, error = %e, "cannot load an installed connector; its connections fail until it loads")
+                        }
+                    }
                 }
                 if let Some(newer) = history.upgrade_available() {
                     tracing::info!(connector = %name, active = %active, available = %newer, "a newer version is published: `junction connector upgrade {name}`");

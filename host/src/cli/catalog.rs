@@ -88,15 +88,16 @@ Examples:
         files: Vec<PathBuf>,
     },
     /// List the catalog's connectors: the installed (active) version, the newest published
-    /// one, and the upgrade available (the newest version, not skipped, newer than the
-    /// active one).
+    /// one, and the upgrade available (the newest version newer than the active one that is
+    /// not skipped, and GA unless the active one is a preview).
     #[command(after_long_help = "\
 Examples:
   junction connector list
   junction connector list --json")]
     List,
     /// Show a connector's published versions: state (active, available, skipped,
-    /// previously installed), release (GA or preview), digest, size and publication time.
+    /// previously installed; the newest is marked latest), release (GA or preview), digest,
+    /// size and publication time.
     #[command(after_long_help = "\
 Example:
   junction connector show github")]
@@ -119,8 +120,9 @@ Examples:
     Install(InstallArgs),
     /// Upgrade installed connectors to a newer version.
     ///
-    /// Without a version: the newest version newer than the active one that is not skipped,
-    /// GA versions first. Connections and automations keep working and use the new version
+    /// Without a version: the newest GA version newer than the active one that is not
+    /// skipped (a preview only when the active version is one; name a preview to go to it).
+    /// Connections and automations keep working and use the new version
     /// from their next invocation. Given several connectors, each one is reported as it goes;
     /// a refusal is reported and the others go on, and the exit status is then 2.
     #[command(after_long_help = "\
@@ -653,7 +655,12 @@ fn connector_text(c: &CatalogConnector) -> String {
     for v in &c.versions {
         rows.push(vec![
             clean(&v.version),
-            clean(&v.state.replace('_', " ")),
+            // The newest version, when it is not the one in use, says so.
+            clean(&if v.latest && v.state != "active" {
+                format!("{} (latest)", v.state.replace('_', " "))
+            } else {
+                v.state.replace('_', " ")
+            }),
             clean(&v.release),
             short_digest(&v.digest),
             size(v.size_bytes),

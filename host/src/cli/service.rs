@@ -38,6 +38,22 @@ pub enum AdminCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Make another token for an operator and print it (shown once), to rotate: revoke the
+    /// old ones once the new one is in use.
+    CreateOperatorToken {
+        /// The operator's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke every token of an operator (a lost or leaked one): they stop working at once,
+    /// running services included.
+    RevokeOperatorTokens {
+        /// The operator's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// The master key that encrypts secrets at rest.
@@ -80,6 +96,22 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             // Plain `Display` of a JSON value cannot fail, and this is the only copy of the
             // token: print it, never drop it.
             println!("{out:#}");
+            Ok(())
+        }
+        AdminCommand::CreateOperatorToken { name, store } => {
+            let store = open_store(&store).await?;
+            let created = store.create_operator_token(&name).await;
+            store.close().await;
+            let (operator, token) = created?;
+            let out = json!({"operator": operator, "token": token.expose()});
+            println!("{out:#}");
+            Ok(())
+        }
+        AdminCommand::RevokeOperatorTokens { name, store } => {
+            let store = open_store(&store).await?;
+            let revoked = store.revoke_operator_tokens(&name).await;
+            store.close().await;
+            println!("revoked {} token(s) of operator `{name}`", revoked?);
             Ok(())
         }
         AdminCommand::CreateOperator { name, store } => {

@@ -14,7 +14,8 @@ use crate::runtime::manifest::{
 };
 use crate::runtime::{ConnectionSpec, ConnectorError, InvokeError, Manifest, PreparedConnection};
 use crate::store::{
-    ConnectionRecord, Health, HealthStatus, InvocationError, InvocationRecord, Timestamp, new_id,
+    ConnectionRecord, Health, HealthStatus, InvocationError, InvocationRecord, TenantAppBinding,
+    Timestamp, new_id,
 };
 use crate::vault::{CredentialRef, ResolveError};
 use std::collections::BTreeMap;
@@ -320,11 +321,33 @@ impl TokenSource for NotAuthorized {
     }
 }
 
+/// The fields a tenant's predefined OAuth app must fix for `scheme`: those its OAuth
+/// endpoints are built from (the app's secret goes there) and, for the client credentials
+/// grant, those its allowed hosts are built from (the token is the app's own, not a user's).
+fn tenant_app_fixed_fields<'m>(manifest: &'m Manifest, scheme: &'m AuthScheme) -> Vec<&'m str> {
+    let hosts: Vec<&str> = match scheme.kind {
+        AuthKind::Oauth2ClientCredentials { .. } => {
+            manifest.allowed_hosts.iter().map(String::as_str).collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut fields: Vec<&str> = scheme
+        .kind
+        .urls()
+        .into_iter()
+        .chain(hosts)
+        .flat_map(crate::capabilities::allowed_hosts::placeholders)
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
 /// Whether a tenant's predefined OAuth app may be used with `scheme`: only when the
-/// scheme takes an app (`client_id` is one of its fields) and every field its OAuth
-/// endpoints are built from is fixed by the app. An endpoint built from a field the user
-/// sets would let whoever creates the connection send the tenant's client secret to a host
-/// of their choosing.
+/// scheme takes an app (`client_id` is one of its fields) and the app fixes every field of
+/// [`tenant_app_fixed_fields`]. A field the user sets would let whoever creates the
+/// connection send the tenant's client secret (or the app's token) to a host of their
+/// choosing.
 pub fn tenant_app_usable(
     manifest: &Manifest,
     scheme: &AuthScheme,
@@ -339,14 +362,59 @@ pub fn tenant_app_usable(
             scheme.id
         ));
     }
-    for url in scheme.kind.urls() {
-        if let Some(field) = crate::capabilities::allowed_hosts::placeholders(url)
-            .into_iter()
-            .find(|f| !endpoint_fields.contains_key(*f))
+    match tenant_app_fixed_fields(manifest, scheme)
+        .into_iter()
+        .find(|f| !endpoint_fields.contains_key(*f))
+    {
+        Some(field) => Err(format!(
+            "auth scheme `{}` sends the app's credentials (or its token) to an address built from field `{field}`, which the app does not fix (give it in the app's `endpoint_fields`)",
+            scheme.id
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks, before a token is asked for, that a connection using its tenant's OAuth app
+/// still sends it only where the app's operator said: every field of
+/// [`tenant_app_fixed_fields`] (of the version running now) holds the value the app fixed,
+/// and the scopes asked for are among the app's (when it names any).
+pub fn check_tenant_app_binding(
+    manifest: &Manifest,
+    scheme: &AuthScheme,
+    binding: &TenantAppBinding,
+    plain: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for field in tenant_app_fixed_fields(manifest, scheme) {
+        let fixed = binding.endpoint_fields.get(field);
+        if fixed.is_none() || fixed != plain.get(field) {
+            return Err(format!(
+                "this connection uses its tenant's OAuth app, which is only sent to the endpoints its operator fixed; field `{field}` is not one of them (ask an operator to fix it in the app's `endpoint_fields`, or bring your own app)"
+            ));
+        }
+    }
+    if !binding.scopes.is_empty()
+        && let Some(asked) = plain.get(SCOPES_FIELD)
+    {
+        let mandatory = match &scheme.kind {
+            AuthKind::Oauth2Code {
+                mandatory_scopes, ..
+            }
+            | AuthKind::Oauth2Password {
+                mandatory_scopes, ..
+            }
+            | AuthKind::Oauth2ClientCredentials {
+                mandatory_scopes, ..
+            } => mandatory_scopes.as_slice(),
+            _ => &[],
+        };
+        if let Some(extra) = asked
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|s| !s.is_empty())
+            .find(|s| !binding.scopes.iter().any(|a| a == s) && !mandatory.iter().any(|m| m == s))
         {
             return Err(format!(
-                "auth scheme `{}` builds its OAuth endpoint {url} from field `{field}`, which the app does not fix (give it in the app's `endpoint_fields`)",
-                scheme.id
+                "scope `{extra}` is not among those the tenant's OAuth app allows ({})",
+                binding.scopes.join(" ")
             ));
         }
     }
@@ -375,7 +443,9 @@ pub fn check_tenant_app_fits(
 /// Gives a new connection the tenant's predefined OAuth app for its connector, when the
 /// user brings no app of their own: the app's client id, its endpoint fields (and scopes,
 /// unless the user chose some) as fields, and its secret as the connection's sealed
-/// `client_secret`, which the user never sees. Returns whether an app was applied.
+/// `client_secret`, which the user never sees. Returns what the connection keeps of the app,
+/// when one was applied. An app that cannot serve this scheme is an error, not a silent
+/// fall-back to another app.
 pub async fn apply_tenant_app(
     service: &Service,
     caller: &Caller,
@@ -383,28 +453,37 @@ pub async fn apply_tenant_app(
     auth: &str,
     values: &mut BTreeMap<String, Secret>,
     refs: &BTreeMap<String, CredentialRef>,
-) -> Result<bool, ApiError> {
+) -> Result<Option<TenantAppBinding>, ApiError> {
     let Some(scheme) = manifest.scheme(auth) else {
-        return Ok(false);
+        return Ok(None);
     };
+    let takes_app = manifest
+        .field(CLIENT_ID_FIELD)
+        .is_some_and(|f| f.applies_to(&scheme.id));
     if !is_oauth(manifest, auth)
+        || !takes_app
         || values.contains_key(CLIENT_ID_FIELD)
         || values.contains_key(CLIENT_SECRET_FIELD)
         || refs.contains_key(CLIENT_SECRET_FIELD)
     {
-        return Ok(false);
+        return Ok(None);
     }
     let Some((app, secret)) = service
         .store
         .tenant_oauth_app(&caller.tenant.id, &manifest.name)
         .await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    if let Err(reason) = tenant_app_usable(manifest, scheme, &app.endpoint_fields) {
-        tracing::debug!(connector = %manifest.name, reason = %reason, "tenant OAuth app not applied");
-        return Ok(false);
-    }
+    tenant_app_usable(manifest, scheme, &app.endpoint_fields).map_err(|reason| {
+        ApiError::invalid_field(
+            "auth",
+            format!(
+                "the OAuth app of tenant `{}` for connector `{}` cannot be used: {reason}; bring your own app (`client_id`, `client_secret`) or ask an operator",
+                caller.tenant.name, manifest.name
+            ),
+        )
+    })?;
     for (name, fixed) in &app.endpoint_fields {
         if let Some(given) = values.get(name)
             && given.expose() != fixed
@@ -424,7 +503,10 @@ pub async fn apply_tenant_app(
     if !app.scopes.is_empty() && !values.contains_key(SCOPES_FIELD) {
         values.insert(SCOPES_FIELD.into(), Secret::new(app.scopes.join(" ")));
     }
-    Ok(true)
+    Ok(Some(TenantAppBinding {
+        endpoint_fields: app.endpoint_fields,
+        scopes: app.scopes,
+    }))
 }
 
 /// Whether `auth` names an OAuth 2.0 scheme of `manifest`.
@@ -446,6 +528,7 @@ pub fn provider_of(
     auth: &str,
     fields: &BTreeMap<String, String>,
     secrets: &BTreeMap<String, Secret>,
+    tenant_app: Option<&TenantAppBinding>,
 ) -> Result<Provider, SetupError> {
     let scheme = manifest
         .scheme(auth)
@@ -455,6 +538,10 @@ pub fn provider_of(
         if let Some(d) = &f.default_value {
             plain.entry(f.name.clone()).or_insert_with(|| d.clone());
         }
+    }
+    if let Some(binding) = tenant_app {
+        check_tenant_app_binding(manifest, scheme, binding, &plain)
+            .map_err(SetupError::TenantApp)?;
     }
     service
         .oauth
@@ -487,7 +574,14 @@ pub async fn prepare(
     };
     let manifest = loaded.connector.manifest();
     let token_source = if is_oauth(manifest, &record.auth) {
-        match provider_of(service, manifest, &record.auth, &record.fields, &secrets) {
+        match provider_of(
+            service,
+            manifest,
+            &record.auth,
+            &record.fields,
+            &secrets,
+            record.tenant_app.as_ref(),
+        ) {
             Ok(provider) => Some(service.oauth.source(&record.id, provider)),
             Err(e) => {
                 return Ok(Err(credentials_error(CredentialFailure::Unavailable {
@@ -684,7 +778,7 @@ pub fn loaded(
 ) -> Result<Arc<LoadedConnector>, ApiError> {
     service.catalog.get(&record.connector).ok_or_else(|| {
         ApiError::unavailable(format!(
-            "connector `{}` is not loaded in this service; start it with that connector",
+            "connector `{}` is not running in this service: it is not installed, or its installed version could not be loaded (see the service log); an operator can install it (`junction connector install`)",
             record.connector
         ))
     })
@@ -945,5 +1039,149 @@ pub async fn health_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::manifest::{Field, Release};
+
+    /// A connector with a code scheme whose token endpoint is `token_url` and a client
+    /// credentials scheme at the same endpoint; its allowed host is `{base_url}`.
+    fn manifest(token_url: &str) -> Manifest {
+        let mut m = Manifest {
+            name: "crm".into(),
+            version: "1.0.0".into(),
+            title: "CRM".into(),
+            description: String::new(),
+            release: Release::Ga,
+            docs: String::new(),
+            auth_schemes: vec![
+                AuthScheme {
+                    id: "oauth".into(),
+                    title: "OAuth".into(),
+                    kind: AuthKind::Oauth2Code {
+                        authorize_url: "https://id.example.test/authorize".into(),
+                        token_url: token_url.into(),
+                        scopes: vec![],
+                        mandatory_scopes: vec!["openid".into()],
+                        pkce: true,
+                        allow_own_app: true,
+                    },
+                },
+                AuthScheme {
+                    id: "machine".into(),
+                    title: "Client credentials".into(),
+                    kind: AuthKind::Oauth2ClientCredentials {
+                        token_url: token_url.into(),
+                        scopes: vec![],
+                        mandatory_scopes: vec![],
+                    },
+                },
+            ],
+            fields: vec![Field {
+                name: "base_url".into(),
+                label: "URL".into(),
+                description: String::new(),
+                secret: false,
+                required: false,
+                default_value: Some("https://api.example.test".into()),
+                schemes: vec![],
+            }],
+            allowed_hosts: vec!["{base_url}".into()],
+            reveal_fields: vec![],
+            actions: vec![],
+            triggers: vec![],
+        };
+        m.add_oauth_fields();
+        m
+    }
+
+    fn binding(fixed: &[(&str, &str)], scopes: &[&str]) -> TenantAppBinding {
+        TenantAppBinding {
+            endpoint_fields: fixed
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn plain(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_tenant_app_is_refused_when_a_later_version_builds_its_endpoint_from_a_free_field() {
+        // Made with version 1, whose endpoints are fixed: nothing to fix.
+        let v1 = manifest("https://id.example.test/token");
+        let code = &v1.auth_schemes[0];
+        let made = binding(&[], &[]);
+        assert_eq!(tenant_app_usable(&v1, code, &made.endpoint_fields), Ok(()));
+        let user = plain(&[("base_url", "https://evil.example.test")]);
+        assert_eq!(check_tenant_app_binding(&v1, code, &made, &user), Ok(()));
+        // Version 2 builds the token endpoint from `base_url`, which the user set: the
+        // app's secret is not sent there.
+        let v2 = manifest("{base_url}/oauth/token");
+        let refused = check_tenant_app_binding(&v2, &v2.auth_schemes[0], &made, &user);
+        assert!(refused.is_err_and(|e| e.contains("field `base_url`")));
+        // Unless the operator fixed that field, to the value the connection holds.
+        let fixed = binding(&[("base_url", "https://api.example.test")], &[]);
+        let same = plain(&[("base_url", "https://api.example.test")]);
+        assert_eq!(
+            check_tenant_app_binding(&v2, &v2.auth_schemes[0], &fixed, &same),
+            Ok(())
+        );
+        assert!(check_tenant_app_binding(&v2, &v2.auth_schemes[0], &fixed, &user).is_err());
+    }
+
+    #[test]
+    fn client_credentials_with_a_tenant_app_also_need_the_allowed_hosts_fixed() {
+        // The token is the app's own: it must not go to a host the user chose.
+        let m = manifest("https://id.example.test/token");
+        let machine = &m.auth_schemes[1];
+        let refused = tenant_app_usable(&m, machine, &BTreeMap::new());
+        assert!(refused.is_err_and(|e| e.contains("field `base_url`")));
+        let fixed = binding(&[("base_url", "https://api.example.test")], &[]);
+        assert_eq!(
+            tenant_app_usable(&m, machine, &fixed.endpoint_fields),
+            Ok(())
+        );
+        let moved = plain(&[("base_url", "https://evil.example.test")]);
+        assert!(check_tenant_app_binding(&m, machine, &fixed, &moved).is_err());
+        // The code grant's token is the user's: its allowed hosts are the user's business.
+        assert_eq!(
+            tenant_app_usable(&m, &m.auth_schemes[0], &BTreeMap::new()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_tenant_apps_scopes_are_a_ceiling() {
+        let m = manifest("https://id.example.test/token");
+        let code = &m.auth_schemes[0];
+        let app = binding(&[], &["read", "write"]);
+        let asked = |s: &str| plain(&[("scopes", s)]);
+        assert_eq!(
+            check_tenant_app_binding(&m, code, &app, &asked("read")),
+            Ok(())
+        );
+        // The connector's mandatory scopes are always allowed.
+        assert_eq!(
+            check_tenant_app_binding(&m, code, &app, &asked("read openid")),
+            Ok(())
+        );
+        let refused = check_tenant_app_binding(&m, code, &app, &asked("read admin"));
+        assert!(refused.is_err_and(|e| e.contains("scope `admin`")));
+        // An app that names no scopes sets no ceiling.
+        let open = binding(&[], &[]);
+        assert_eq!(
+            check_tenant_app_binding(&m, code, &open, &asked("admin")),
+            Ok(())
+        );
     }
 }

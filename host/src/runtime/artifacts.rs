@@ -111,6 +111,15 @@ impl Runtime {
                 path: name.clone(),
                 source,
             })?;
+        // What is compiled is what was published.
+        let found = crate::catalog::digest_hex(&bytes);
+        if found != digest_hex {
+            return Err(LoadError::DigestMismatch {
+                source_name: name,
+                expected: digest_hex.to_owned(),
+                found,
+            });
+        }
         let component = self.compile(bytes, &name).await?;
         let connector = self.finish(component.clone(), &name).await?;
         let path = artifact.clone();

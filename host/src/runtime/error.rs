@@ -51,6 +51,14 @@ pub enum LoadError {
         "{source_name}: `{digest}` is not a SHA-256 digest; give the 64 lowercase hexadecimal characters of the component's SHA-256"
     )]
     InvalidDigest { source_name: String, digest: String },
+    #[error(
+        "{source_name}: the stored component's SHA-256 is {found}, not the {expected} it was published with; the file was changed or damaged, so it is not run"
+    )]
+    DigestMismatch {
+        source_name: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// A typed error returned by the connector itself (the WIT `connector-error` variant).

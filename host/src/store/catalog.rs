@@ -279,10 +279,6 @@ impl Store {
             name: name.to_owned(),
             created_at: Timestamp::now(),
         };
-        let token = Secret::new(format!(
-            "{OPERATOR_TOKEN_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(super::random_bytes::<32>()?)
-        ));
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO operators (id, name, created_at) VALUES (?, ?, ?)")
             .bind(&operator.id)
@@ -293,18 +289,47 @@ impl Store {
             .map_err(|e| {
                 StoreError::conflict_on_unique(e, || format!("an operator `{name}` exists"))
             })?;
-        sqlx::query(
-            "INSERT INTO operator_tokens (id, operator_id, token_hash, created_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(new_id("otk")?)
-        .bind(&operator.id)
-        .bind(Sha256::digest(token.expose().as_bytes()).to_vec())
-        .bind(operator.created_at)
-        .execute(&mut *tx)
-        .await?;
+        let token = insert_operator_token(&mut tx, &operator.id).await?;
         tx.commit().await?;
         Ok((operator, token))
+    }
+
+    async fn operator_named(&self, name: &str) -> Result<Operator, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("there is no operator `{name}`")))?;
+        Ok(Operator {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    /// Another token for an operator (to rotate: make one, then revoke the old ones).
+    pub async fn create_operator_token(
+        &self,
+        name: &str,
+    ) -> Result<(Operator, Secret), StoreError> {
+        let operator = self.operator_named(name).await?;
+        let mut tx = self.pool.begin().await?;
+        let token = insert_operator_token(&mut tx, &operator.id).await?;
+        tx.commit().await?;
+        Ok((operator, token))
+    }
+
+    /// Revokes every token of an operator; how many were in force.
+    pub async fn revoke_operator_tokens(&self, name: &str) -> Result<u64, StoreError> {
+        let operator = self.operator_named(name).await?;
+        let done = sqlx::query(
+            "UPDATE operator_tokens SET revoked_at = ? WHERE operator_id = ? AND revoked_at IS NULL",
+        )
+        .bind(Timestamp::now())
+        .bind(&operator.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// The operator an operator token belongs to, if the token is valid.
@@ -488,6 +513,27 @@ impl Store {
                 .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+async fn insert_operator_token(
+    tx: &mut super::Tx<'_>,
+    operator_id: &str,
+) -> Result<Secret, StoreError> {
+    let token = Secret::new(format!(
+        "{OPERATOR_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(super::random_bytes::<32>()?)
+    ));
+    sqlx::query(
+        "INSERT INTO operator_tokens (id, operator_id, token_hash, created_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(new_id("otk")?)
+    .bind(operator_id)
+    .bind(Sha256::digest(token.expose().as_bytes()).to_vec())
+    .bind(Timestamp::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(token)
 }
 
 /// The prefix of operator tokens; tenant tokens start with `jt_`.

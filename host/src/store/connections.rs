@@ -75,8 +75,21 @@ pub struct ConnectionRecord {
     pub secret_refs: BTreeMap<String, CredentialRef>,
     pub poll_interval_seconds: Option<u32>,
     pub health: Health,
+    /// Set when the connection uses its tenant's predefined OAuth app.
+    pub tenant_app: Option<TenantAppBinding>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// What a connection made with its tenant's predefined OAuth app keeps of it: the values
+/// the operator fixed for the fields its OAuth endpoints (and, for client credentials, its
+/// allowed hosts) are built from, and the scopes it may ask for (empty: any). Checked every
+/// time a token is asked for, so that the app's secret only goes where the operator said,
+/// whatever version of the connector runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantAppBinding {
+    pub endpoint_fields: BTreeMap<String, String>,
+    pub scopes: Vec<String>,
 }
 
 /// What creating or replacing a connection's content takes.
@@ -99,6 +112,8 @@ pub struct NewConnection {
     pub health: HealthStatus,
     /// OAuth tokens obtained before it was created (password and client credentials).
     pub tokens: Option<super::Tokens>,
+    /// The tenant's OAuth app it uses, if it does.
+    pub tenant_app: Option<TenantAppBinding>,
 }
 
 /// Filters of a connection list.
@@ -118,6 +133,13 @@ const SELECT: &str = "SELECT c.*, \
      FROM connection_secret_refs r WHERE r.connection_id = c.id) AS secret_refs \
      FROM connections c";
 
+fn tenant_app_json(binding: Option<&TenantAppBinding>) -> Result<Option<String>, StoreError> {
+    binding
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Write(e.to_string()))
+}
+
 fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
     let fields: String = r.try_get("fields")?;
     let fields = serde_json::from_str(&fields)
@@ -135,6 +157,11 @@ fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
     };
     let status: &str = r.try_get("health")?;
     let poll: Option<i64> = r.try_get("poll_interval_seconds")?;
+    let tenant_app: Option<String> = r.try_get("tenant_oauth_app")?;
+    let tenant_app = tenant_app
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("connection tenant OAuth app: {e}")))?;
     Ok(ConnectionRecord {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -154,6 +181,7 @@ fn row(r: &SqliteRow) -> Result<ConnectionRecord, StoreError> {
             reason: r.try_get("health_reason")?,
             checked_at: r.try_get("health_checked_at")?,
         },
+        tenant_app,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -222,7 +250,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO connections (id, tenant_id, folder_id, created_by, connector, auth, name, \
              description, fields, poll_interval_seconds, health, health_checked_at, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             updated_at, tenant_oauth_app) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&new.tenant_id)
@@ -238,6 +266,7 @@ impl Store {
         .bind(new.tokens.as_ref().map(|_| now))
         .bind(now)
         .bind(now)
+        .bind(tenant_app_json(new.tenant_app.as_ref())?)
         .execute(&mut *tx)
         .await
         .map_err(|e| duplicate_name(e, &new.name))?;
@@ -263,7 +292,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE connections SET auth = ?, name = ?, description = ?, fields = ?, \
-             poll_interval_seconds = ?, updated_at = ?, \
+             poll_interval_seconds = ?, updated_at = ?, tenant_oauth_app = ?, \
              health = CASE WHEN ? THEN ? ELSE health END, \
              health_reason = CASE WHEN ? THEN NULL ELSE health_reason END, \
              health_checked_at = CASE WHEN ? THEN NULL ELSE health_checked_at END \
@@ -275,6 +304,7 @@ impl Store {
         .bind(fields_json(&new.fields)?)
         .bind(new.poll_interval_seconds.map(i64::from))
         .bind(Timestamp::now())
+        .bind(tenant_app_json(new.tenant_app.as_ref())?)
         .bind(credentials_changed)
         .bind(new.health.as_str())
         .bind(credentials_changed)

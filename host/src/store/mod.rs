@@ -16,7 +16,9 @@ pub use catalog::{
     Activation, NewVersion, OPERATOR_TOKEN_PREFIX, Operator, PolicyRecord, PublishedVersion,
     TenantOAuthApp,
 };
-pub use connections::{ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection};
+pub use connections::{
+    ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection, TenantAppBinding,
+};
 pub use invocations::{InvocationError, InvocationFilter, InvocationLog, InvocationRecord};
 pub use keys::{KeySource, RotateReport};
 pub use oauth::{PendingAuthorization, StateLookup, StoredTokens, Tokens};

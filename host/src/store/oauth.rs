@@ -344,6 +344,7 @@ mod tests {
                 poll_interval_seconds: None,
                 health: HealthStatus::PendingAuthorization,
                 tokens: None,
+                tenant_app: None,
             })
             .await
             .unwrap();

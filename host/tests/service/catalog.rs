@@ -39,20 +39,25 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `junction admin create-operator` on a data directory: the operator's token.
-fn create_operator(dir: &Path, name: &str) -> String {
+/// `junction admin <command> <name>` on a data directory: what it printed.
+fn admin(dir: &Path, command: &str, name: &str) -> String {
     let out = Command::new(bin())
-        .args(["admin", "create-operator", name, "--data-dir"])
+        .args(["admin", command, name, "--data-dir"])
         .arg(dir)
         .env_remove("JUNCTION_KEY")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "create-operator: {}",
+        "{command}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `junction admin create-operator` (or `create-operator-token`): the operator's token.
+fn operator_token(dir: &Path, command: &str, name: &str) -> String {
+    let printed: Value = serde_json::from_str(&admin(dir, command, name)).unwrap();
     let token = printed["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("jo_"), "{printed}");
     token
@@ -94,7 +99,7 @@ impl World {
         let created = blocking(|| service::create_tenant(bin(), &dir, "acme", "ada"));
         let admin_token = created["token"]["token"].as_str().unwrap().to_owned();
         let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
-        let operator_token = blocking(|| create_operator(&dir, "ops"));
+        let operator_token = blocking(|| operator_token(&dir, "create-operator", "ops"));
         let connectors: Vec<String> = connectors.iter().map(|c| (*c).to_owned()).collect();
         let service = serve(&dir, &connectors);
         World {
@@ -329,6 +334,27 @@ async fn a_published_version_is_validated_stored_by_digest_and_never_overwritten
     );
     assert_eq!(still["digest"], format!("sha256:{digest}"));
 
+    // 405 says which method there is.
+    let refused = w.operator.delete("/v1/catalog/versioned").await;
+    assert!(
+        refused.header("allow").as_deref() == Some("GET"),
+        "{}",
+        refused.headers
+    );
+
+    // Operator tokens rotate: another one works, and revoking stops them all at once.
+    let second = blocking(|| operator_token(&w.dir, "create-operator-token", "ops"));
+    let second = w.service.client(&second);
+    expect(&second.get("/v1/catalog").await, 200);
+    let revoked = blocking(|| admin(&w.dir, "revoke-operator-tokens", "ops"));
+    assert_eq!(revoked, "revoked 2 token(s) of operator `ops`\n");
+    for client in [&second, &w.operator] {
+        api_error(&client.get("/v1/catalog").await, 401, "unauthenticated");
+    }
+    let operator = w.service.client(&blocking(|| {
+        operator_token(&w.dir, "create-operator-token", "ops")
+    }));
+
     // Operator endpoints refuse tenant tokens, and tenant endpoints operator tokens.
     api_error(&w.admin.get("/v1/catalog").await, 403, "operator_only");
     api_error(
@@ -344,17 +370,19 @@ async fn a_published_version_is_validated_stored_by_digest_and_never_overwritten
         "operator_only",
     );
     api_error(
-        &w.operator.get("/v1/connections").await,
+        &operator.get("/v1/connections").await,
         403,
         "tenant_token_required",
     );
     let anonymous = w.service.anonymous();
     api_error(&anonymous.get("/v1/catalog").await, 401, "unauthenticated");
-    api_error(
-        &w.service.client("jo_forged").get("/v1/catalog").await,
-        401,
-        "unauthenticated",
-    );
+    for path in ["/v1/catalog", "/v1/connections"] {
+        api_error(
+            &w.service.client("jo_forged").get(path).await,
+            401,
+            "unauthenticated",
+        );
+    }
 
     // Published, not installed: tenants do not see it yet.
     let listed = expect(&w.admin.get("/v1/connectors").await, 200);
@@ -957,7 +985,9 @@ async fn a_tenants_predefined_oauth_app_serves_its_users_without_showing_them_th
                 "client_id": machine.client_id,
                 "client_secret": machine.client_secret,
                 "scopes": ["read"],
-                "endpoint_fields": {"issuer": oauth.issuer()},
+                // The client credentials grant's token is the app's own: the API it is
+                // sent to (`base_url`) is fixed too.
+                "endpoint_fields": {"issuer": oauth.issuer(), "base_url": "http://127.0.0.1:9"},
             }),
         )
         .await;
@@ -1000,6 +1030,20 @@ async fn a_tenants_predefined_oauth_app_serves_its_users_without_showing_them_th
     let id = body["id"].as_str().unwrap();
     let shown = w.admin.get(&format!("/v1/connections/{id}")).await;
     assert!(!shown.text.contains(&machine.client_secret));
+    // The app's scopes are a ceiling.
+    let wider = w
+        .admin
+        .post(
+            "/v1/connections",
+            json!({"connector": "probe", "name": "wider", "auth": "oauth-service",
+                   "fields": {"scopes": "read admin"}}),
+        )
+        .await;
+    let error = api_error(&wider, 400, "invalid_request");
+    assert!(
+        error["message"].as_str().unwrap().contains("scope `admin`"),
+        "{error}"
+    );
     // The endpoint stays the operator's: an edit cannot move the secret elsewhere...
     let edited = w
         .admin

@@ -194,10 +194,16 @@ pub async fn unskip(
 }
 
 /// `DELETE` of a connector or of one of its versions: never.
-pub async fn unpublish(_operator: OperatorCaller) -> ApiError {
-    ApiError::new(
+pub async fn unpublish(_operator: OperatorCaller) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "cannot_unpublish",
         "published connector versions are immutable and cannot be unpublished: connections and automations may depend on them. Hide a connector from tenants with a policy (`disabled_connectors`), or skip a version so that it is not offered as an upgrade",
     )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, axum::http::HeaderValue::from_static("GET"));
+    response
 }

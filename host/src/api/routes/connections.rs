@@ -9,10 +9,10 @@ use crate::auth::oauth::Grant;
 use crate::catalog::Policy;
 use crate::connections::{self, FieldInput};
 use crate::credentials::Secret;
-use crate::runtime::manifest::AuthKind;
+use crate::runtime::manifest::{AuthKind, CLIENT_ID_FIELD, CLIENT_SECRET_FIELD};
 use crate::store::{
     ConnectionFilter, ConnectionRecord, Health, HealthStatus, NewConnection, Page, Permissions,
-    Timestamp,
+    TenantAppBinding, Timestamp,
 };
 use crate::vault::CredentialRef;
 use axum::Json;
@@ -232,29 +232,31 @@ pub async fn create(
         .await
         .map_err(|e| e.detail("field", "folder_id"))?;
     caller.require(&folder, granted, Permissions::CREATE)?;
-    let loaded = service.catalog.get(&request.connector).ok_or_else(|| {
-        let known: Vec<String> = service
-            .catalog
-            .running()
-            .iter()
-            .map(|c| c.connector.manifest().name.clone())
-            .collect();
-        ApiError::invalid_field(
-            "connector",
-            format!(
-                "no connector `{}` is installed; installed: {}",
-                request.connector,
-                known.join(", ")
-            ),
-        )
-    })?;
-    let manifest = loaded.connector.manifest();
     // The tenant's policy applies to connections created from now on.
     let policy = service.store.policy(&caller.tenant.id).await?;
     let policy = Policy {
         tenant_name: &caller.tenant.name,
         record: &policy,
     };
+    let loaded = service.catalog.get(&request.connector).ok_or_else(|| {
+        // Only the connectors this tenant may use: the others are absent for it.
+        let known: Vec<String> = service
+            .catalog
+            .running()
+            .iter()
+            .map(|c| c.connector.manifest().name.clone())
+            .filter(|name| policy.connector_enabled(name))
+            .collect();
+        ApiError::invalid_field(
+            "connector",
+            format!(
+                "no connector `{}` is installed; available: {}",
+                request.connector,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let manifest = loaded.connector.manifest();
     policy.require_enabled(&request.connector)?;
     let (mut values, refs) = connections::split_inputs(request.fields);
     let auth = request.auth.as_deref();
@@ -265,17 +267,25 @@ pub async fn create(
         None if manifest.auth_schemes.len() == 1 => manifest.auth_schemes.first(),
         None => None,
     };
+    let mut tenant_app = None;
     if let Some(scheme) = scheme {
         policy.require_new_connection(&request.connector, scheme)?;
-        connections::apply_tenant_app(&service, &caller, manifest, &scheme.id, &mut values, &refs)
-            .await?;
+        tenant_app = connections::apply_tenant_app(
+            &service,
+            &caller,
+            manifest,
+            &scheme.id,
+            &mut values,
+            &refs,
+        )
+        .await?;
     }
     // References are resolved now: one that points nowhere creates nothing.
     let resolved = connections::resolve_given(&service, &caller, &refs).await?;
     let checked = connections::check(manifest, auth, &values, &refs, &resolved)?;
     // OAuth: the password and client credentials grants run now (a refusal creates
     // nothing); the authorization code grant starts a consent.
-    let provider = oauth_provider(&service, manifest, &checked)?;
+    let provider = oauth_provider(&service, manifest, &checked, tenant_app.as_ref())?;
     let (health, tokens) = match &provider {
         None => (HealthStatus::Unknown, None),
         Some(p) if matches!(p.grant, Grant::Code { .. }) => {
@@ -302,6 +312,7 @@ pub async fn create(
             poll_interval_seconds: request.poll_interval_seconds,
             health,
             tokens,
+            tenant_app,
         })
         .await?;
     tracing::info!(connection = %id, connector = %request.connector, folder = %folder.id, "connection created");
@@ -463,10 +474,16 @@ pub async fn update(
                         || manifest.field(name).is_some_and(|f| f.secret)
                 })
             }));
+    // Bringing an app of one's own ends the use of the tenant's.
+    let tenant_app = record.tenant_app.clone().filter(|_| {
+        ![CLIENT_ID_FIELD, CLIENT_SECRET_FIELD]
+            .iter()
+            .any(|f| given.contains_key(*f))
+    });
     if drop_tokens {
         // The new settings must be usable (an OAuth app, valid endpoints) before the
         // current grant is given up.
-        oauth_provider(&service, manifest, &checked)?;
+        oauth_provider(&service, manifest, &checked, tenant_app.as_ref())?;
     }
     let health = match manifest.scheme(&checked.auth).map(|s| &s.kind) {
         Some(AuthKind::Oauth2Code { .. }) if drop_tokens => HealthStatus::PendingAuthorization,
@@ -492,6 +509,7 @@ pub async fn update(
             .unwrap_or(record.poll_interval_seconds),
         health,
         tokens: None,
+        tenant_app,
     };
     service
         .store
@@ -558,6 +576,7 @@ fn oauth_provider(
     service: &AppState,
     manifest: &crate::runtime::Manifest,
     checked: &connections::Checked,
+    tenant_app: Option<&TenantAppBinding>,
 ) -> ApiResult<Option<crate::auth::oauth::Provider>> {
     if !connections::is_oauth(manifest, &checked.auth) {
         return Ok(None);
@@ -568,6 +587,7 @@ fn oauth_provider(
         &checked.auth,
         &checked.fields,
         &checked.all_secrets(),
+        tenant_app,
     )
     .map(Some)
     .map_err(|e| super::oauth::setup_error(&e))
@@ -633,9 +653,15 @@ pub async fn reconnect(
             return Err(ApiError::new(status, code, failure.to_string()));
         }
     };
-    let provider =
-        connections::provider_of(&service, manifest, &record.auth, &record.fields, &secrets)
-            .map_err(|e| super::oauth::setup_error(&e))?;
+    let provider = connections::provider_of(
+        &service,
+        manifest,
+        &record.auth,
+        &record.fields,
+        &secrets,
+        record.tenant_app.as_ref(),
+    )
+    .map_err(|e| super::oauth::setup_error(&e))?;
     let authorization = if matches!(provider.grant, Grant::Code { .. }) {
         Some(super::oauth::start(&service, &caller, &id, &provider).await?)
     } else {

@@ -5,26 +5,37 @@ use super::folders::visible_folders;
 use crate::access::Caller;
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::{LoadedConnector, Policy, release_name};
-use crate::runtime::manifest::AuthScheme;
-use crate::store::{ConnectionFilter, PageRequest, PolicyRecord};
+use crate::runtime::Manifest;
+use crate::runtime::manifest::{AuthKind, AuthScheme};
+use crate::store::{ConnectionFilter, PageRequest, PolicyRecord, TenantOAuthApp};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-/// How an OAuth scheme gets its app for the caller's tenant: `tenant` (predefined by the
-/// tenant), `service` (the operator's), or none (the user brings one).
+/// Where an OAuth scheme's app comes from for the caller's tenant, as creating a
+/// connection without an app of one's own would find it: `tenant` (predefined for the
+/// tenant, and usable with this scheme), `service` (the operator's configuration; never for
+/// client credentials, where the client is the credential), or none (bring one).
 fn oauth_app(
     service: &AppState,
-    connector: &str,
+    manifest: &Manifest,
     scheme: &AuthScheme,
-    tenant_apps: &[String],
+    tenant_apps: &[TenantOAuthApp],
 ) -> Value {
     if scheme.kind.urls().is_empty() {
         return Value::Null;
     }
-    if tenant_apps.iter().any(|c| c == connector) {
+    let tenant_app = tenant_apps
+        .iter()
+        .find(|a| a.connector == manifest.name)
+        .filter(|a| {
+            crate::connections::tenant_app_usable(manifest, scheme, &a.endpoint_fields).is_ok()
+        });
+    if tenant_app.is_some() {
         "tenant".into()
-    } else if service.oauth.has_app(connector) {
+    } else if service.oauth.has_app(&manifest.name)
+        && !matches!(scheme.kind, AuthKind::Oauth2ClientCredentials { .. })
+    {
         "service".into()
     } else {
         Value::Null
@@ -35,7 +46,7 @@ fn schemes_json(
     service: &AppState,
     loaded: &LoadedConnector,
     policy: &Policy<'_>,
-    tenant_apps: &[String],
+    tenant_apps: &[TenantOAuthApp],
 ) -> Vec<Value> {
     let m = loaded.connector.manifest();
     policy
@@ -46,7 +57,7 @@ fn schemes_json(
                 "id": s.id,
                 "title": s.title,
                 "kind": s.kind.type_name(),
-                "oauth_app": oauth_app(service, &m.name, s, tenant_apps),
+                "oauth_app": oauth_app(service, m, s, tenant_apps),
             })
         })
         .collect()
@@ -56,7 +67,7 @@ fn summary(
     service: &AppState,
     loaded: &LoadedConnector,
     policy: &Policy<'_>,
-    tenant_apps: &[String],
+    tenant_apps: &[TenantOAuthApp],
 ) -> Value {
     let m = loaded.connector.manifest();
     json!({
@@ -78,15 +89,9 @@ fn summary(
 async fn tenant_policy(
     service: &AppState,
     caller: &Caller,
-) -> ApiResult<(PolicyRecord, Vec<String>)> {
+) -> ApiResult<(PolicyRecord, Vec<TenantOAuthApp>)> {
     let record = service.store.policy(&caller.tenant.id).await?;
-    let apps = service
-        .store
-        .tenant_oauth_apps(&caller.tenant.id)
-        .await?
-        .into_iter()
-        .map(|a| a.connector)
-        .collect();
+    let apps = service.store.tenant_oauth_apps(&caller.tenant.id).await?;
     Ok((record, apps))
 }
 
@@ -172,7 +177,7 @@ pub async fn show(
                     o.insert("type".into(), scheme.kind.type_name().into());
                     o.insert(
                         "oauth_app".into(),
-                        oauth_app(&service, &name, scheme, &apps),
+                        oauth_app(&service, manifest, scheme, &apps),
                     );
                 }
             }

@@ -284,9 +284,15 @@ async fn finish(service: &AppState, query: CallbackQuery) -> ApiResult<Connected
     let loaded = connections::loaded(service, &record)?;
     let manifest = loaded.connector.manifest();
     let secrets = service.store.connection_secrets(&record.id).await?;
-    let provider =
-        connections::provider_of(service, manifest, &record.auth, &record.fields, &secrets)
-            .map_err(|e| setup_error(&e))?;
+    let provider = connections::provider_of(
+        service,
+        manifest,
+        &record.auth,
+        &record.fields,
+        &secrets,
+        record.tenant_app.as_ref(),
+    )
+    .map_err(|e| setup_error(&e))?;
     if let Some(error) = query.error.as_deref() {
         let description = query
             .error_description
