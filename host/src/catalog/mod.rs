@@ -17,7 +17,7 @@ pub use policy::{Policy, PolicyInput, PolicyRefusal};
 pub use versions::{ConnectorView, History, PlanRefusal, VersionState, VersionView};
 
 use crate::runtime::{ArtifactCache, Connector, LoadError, LoadOrigin, Runtime};
-use crate::store::{NewVersion, PublishedVersion, Store, StoreError};
+use crate::store::{NewVersion, Store, StoreError};
 use arc_swap::ArcSwap;
 use components::ComponentFiles;
 use std::collections::BTreeMap;
@@ -288,13 +288,15 @@ impl Catalog {
         }
         let _one_at_a_time = self.changes.lock().await;
         let digest = digest_hex(bytes);
-        let (path, written) =
-            self.files
-                .put(&digest, bytes)
-                .map_err(|source| CatalogError::Io {
-                    path: self.files.path(&digest),
-                    source,
-                })?;
+        // Writing (and syncing) up to the size limit is blocking work: off the async workers.
+        let (files, owned, key) = (self.files.clone(), bytes.to_vec(), digest.clone());
+        let stored = tokio::task::spawn_blocking(move || files.put(&key, &owned))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let (path, written) = stored.map_err(|source| CatalogError::Io {
+            path: self.files.path(&digest),
+            source,
+        })?;
         let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
         let published = self.record_stored(&path, &digest, size, by).await;
         if published.is_err() && written {
@@ -475,6 +477,8 @@ impl Catalog {
     /// deep) and installs each connector that is not installed yet. An operator's choice
     /// of version is never changed: a newer file is published and offered as an upgrade.
     /// A file whose version is published with other content is left out with a warning.
+    /// Runs at start, before the service listens: nothing else changes the catalog
+    /// meanwhile.
     pub async fn publish_and_install(&self, paths: &[PathBuf]) -> Result<(), CatalogError> {
         let mut names = Vec::new();
         for file in component_files(paths)? {
@@ -528,15 +532,6 @@ impl Catalog {
             self.activate(&name, &target, None, Switch::Install).await?;
         }
         Ok(())
-    }
-
-    /// The published record of a version.
-    pub async fn published(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> Result<Option<PublishedVersion>, CatalogError> {
-        Ok(self.store.published_version(name, version).await?)
     }
 }
 

@@ -280,6 +280,10 @@ pub async fn create(
         )
         .await?;
     }
+    if !refs.is_empty() {
+        // The fields first: a reference on a field that cannot take one reads no store.
+        connections::check(manifest, auth, &values, &refs, &BTreeMap::new())?;
+    }
     // References are resolved now: one that points nowhere creates nothing.
     let resolved = connections::resolve_given(&service, &caller, &refs).await?;
     let checked = connections::check(manifest, auth, &values, &refs, &resolved)?;
