@@ -6,7 +6,7 @@ use crate::access::Caller;
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::{LoadedConnector, Policy, release_name};
 use crate::runtime::Manifest;
-use crate::runtime::manifest::{AuthKind, AuthScheme};
+use crate::runtime::manifest::{AuthKind, AuthScheme, CLIENT_ID_FIELD};
 use crate::store::{ConnectionFilter, PageRequest, PolicyRecord, TenantOAuthApp};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -25,15 +25,20 @@ fn oauth_app(
     if scheme.kind.urls().is_empty() {
         return Value::Null;
     }
-    let tenant_app = tenant_apps
-        .iter()
-        .find(|a| a.connector == manifest.name)
-        .filter(|a| {
-            crate::connections::tenant_app_usable(manifest, scheme, &a.endpoint_fields).is_ok()
-        });
-    if tenant_app.is_some() {
-        "tenant".into()
-    } else if service.oauth.has_app(&manifest.name)
+    let takes_app = manifest
+        .field(CLIENT_ID_FIELD)
+        .is_some_and(|f| f.applies_to(&scheme.id));
+    if let Some(app) = tenant_apps.iter().find(|a| a.connector == manifest.name)
+        && takes_app
+    {
+        // The tenant's app is the one used; when it cannot serve this scheme, creating a
+        // connection without an app of one's own is refused (it never falls back).
+        return match crate::connections::tenant_app_usable(manifest, scheme, &app.endpoint_fields) {
+            Ok(()) => "tenant".into(),
+            Err(_) => Value::Null,
+        };
+    }
+    if service.oauth.has_app(&manifest.name)
         && !matches!(scheme.kind, AuthKind::Oauth2ClientCredentials { .. })
     {
         "service".into()
