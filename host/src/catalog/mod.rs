@@ -297,6 +297,14 @@ impl Catalog {
             path: self.files.path(&digest),
             source,
         })?;
+        // These exact bytes were published and validated before (every start that is given
+        // `--connectors` comes here): no need to load them again.
+        if let Some(known) = self.store.version_with_digest(&digest).await? {
+            return Ok(Published {
+                version: self.version_view(&known.name, &known.version).await?,
+                created: false,
+            });
+        }
         let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
         let published = self.record_stored(&path, &digest, size, by).await;
         if published.is_err() && written {

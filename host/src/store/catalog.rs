@@ -163,6 +163,22 @@ impl Store {
         .transpose()
     }
 
+    /// A published version with this digest, if there is one.
+    pub async fn version_with_digest(
+        &self,
+        digest: &str,
+    ) -> Result<Option<PublishedVersion>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM connector_versions WHERE digest = ? LIMIT 1"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(version_row)
+        .transpose()
+    }
+
     /// Every published version (of one connector, or of all), in publication order.
     pub async fn published_versions(
         &self,
