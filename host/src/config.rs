@@ -3,14 +3,16 @@
 
 use crate::capabilities::http::{ClientOptions, ProxySetting};
 use crate::credentials::Secret;
+use crate::egress::{AllowRule, EgressPolicy};
 use crate::runtime::{EngineOptions, Limits};
 use crate::store::{KEY_FILE, KeySource, StoreConfig};
-use crate::vault::{KvVersion, StoreAuth, StoreSettings};
+use crate::vault::{KvVersion, StoreAuth, StoreSettings, StoreTenants};
 use clap::Args;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
@@ -37,6 +39,11 @@ pub struct ServeArgs {
     /// line `listening` gives it).
     #[arg(long, env = "JUNCTION_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve `/metrics` on this address instead of the API's, for deployments that keep
+    /// metrics private (such as 127.0.0.1:9090 while the API faces users) [default: the
+    /// API's address].
+    #[arg(long, env = "JUNCTION_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The data directory: the database and, by default, the key file. Created on first
     /// start [default: ./junction-data].
     #[arg(long, env = "JUNCTION_DATA_DIR", value_name = "DIR")]
@@ -78,8 +85,14 @@ pub struct ServeArgs {
     #[arg(long, env = "JUNCTION_SHUTDOWN_GRACE", value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
     /// Connector instances that may run at once; more invocations wait [default: 100].
+    /// Tenants share them fairly: one alone may use them all, and when several wait, a
+    /// freed instance goes to the tenant holding the fewest.
     #[arg(long, env = "JUNCTION_MAX_INSTANCES", value_name = "N")]
     pub max_instances: Option<u32>,
+    /// Seconds an invocation may wait for a free instance before it is refused (429 with
+    /// Retry-After) [default: 30].
+    #[arg(long, env = "JUNCTION_QUEUE_TIMEOUT", value_name = "SECONDS")]
+    pub queue_timeout: Option<f64>,
     /// Wall-clock limit of one invocation, in seconds [default: 60].
     #[arg(long, env = "JUNCTION_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -95,6 +108,30 @@ pub struct ServeArgs {
     /// Largest outbound response body, in MiB [default: 10].
     #[arg(long, env = "JUNCTION_MAX_RESPONSE_MIB", value_name = "MIB")]
     pub max_response_mib: Option<usize>,
+    /// An address range that outbound connections made for tenants (connectors' requests
+    /// and their redirects, OAuth token requests) may reach besides the public internet.
+    /// By default they reach only globally reachable addresses: loopback, private,
+    /// link-local and the other special-purpose ranges, and cloud metadata services, are
+    /// refused. A CIDR, optionally with a port: `10.20.0.0/16`, `127.0.0.1/32:8080`,
+    /// `[fd00::/8]:443`. Repeat the flag, or separate with commas in the variable; replaces
+    /// the file's `[egress] allow`. This service's own addresses stay refused whatever it
+    /// says; a metadata service is opened only by naming its address exactly (`/32`).
+    #[arg(
+        long = "egress-allow",
+        env = "JUNCTION_EGRESS_ALLOW",
+        value_name = "CIDR[:PORT]",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
+    /// `true` when outbound requests go through a forward proxy that alone can resolve
+    /// names: the service then leaves the egress check of names to the proxy, which must
+    /// enforce it (destinations given as addresses are still checked) [default: false].
+    #[arg(
+        long = "egress-proxy-enforces",
+        env = "JUNCTION_EGRESS_PROXY_ENFORCES",
+        value_name = "true|false"
+    )]
+    pub egress_proxy_enforces: Option<bool>,
 }
 
 /// The TOML file.
@@ -102,6 +139,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
     connectors: Option<Vec<PathBuf>>,
@@ -123,6 +161,17 @@ struct FileConfig {
     /// Seconds during which a credential that an API refused, and its store still holds,
     /// is not read again [default: 30].
     credential_reread_pause: Option<f64>,
+    /// What outbound connections made for tenants may reach.
+    #[serde(default)]
+    egress: FileEgress,
+}
+
+/// `[egress]`: the address ranges opened besides the public internet.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEgress {
+    allow: Option<Vec<String>>,
+    proxy_enforces: Option<bool>,
 }
 
 /// `[credential_stores.<name>]`: a vault (the Vault HTTP API) whose KV secrets connections
@@ -137,11 +186,11 @@ struct FileCredentialStore {
     address: String,
     /// `token` or `approle`.
     auth: String,
-    token: Option<String>,
+    token: Option<Secret>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
     role_id: Option<String>,
-    secret_id: Option<String>,
+    secret_id: Option<Secret>,
     secret_id_env: Option<String>,
     secret_id_file: Option<PathBuf>,
     /// Where AppRole is mounted [default: approle].
@@ -159,8 +208,36 @@ struct FileCredentialStore {
     ca_cert: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
-    /// The tenants (ids) whose connections may reference this store [default: all].
-    tenants: Option<Vec<String>>,
+    /// The tenants (ids) whose connections may reference this store, or `"*"` for every
+    /// tenant. Without it, no tenant may.
+    tenants: Option<FileTenants>,
+    /// Where each tenant's secrets live, such as `tenants/{tenant_id}/`.
+    path_prefix: Option<String>,
+}
+
+/// `tenants = ["ten_…", …]` or `tenants = "*"`.
+#[derive(Debug)]
+enum FileTenants {
+    All,
+    Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for FileTenants {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Star(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Star(s)) if s == "*" => Ok(Self::All),
+            Ok(Raw::List(ids)) => Ok(Self::Only(ids)),
+            _ => Err(serde::de::Error::custom(
+                "`tenants` is a list of tenant ids ([\"ten_…\"]) or \"*\" for every tenant",
+            )),
+        }
+    }
 }
 
 fn vault_kind() -> String {
@@ -174,7 +251,7 @@ fn vault_kind() -> String {
 struct FileOAuthApp {
     client_id: String,
     /// The secret itself…
-    client_secret: Option<String>,
+    client_secret: Option<Secret>,
     /// …or the environment variable holding it.
     client_secret_env: Option<String>,
     /// The provider's endpoints, when the connector's depend on connection fields: the
@@ -187,6 +264,7 @@ struct FileOAuthApp {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     timeout: Option<f64>,
+    queue_timeout: Option<f64>,
     cpu_time: Option<f64>,
     memory_mib: Option<usize>,
     max_requests: Option<u32>,
@@ -213,6 +291,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, when not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub store: StoreConfig,
     pub key_file: PathBuf,
     pub connectors: Vec<PathBuf>,
@@ -228,6 +308,40 @@ pub struct ServeConfig {
     pub oauth_apps: BTreeMap<String, OAuthApp>,
     pub credential_stores: Vec<StoreSettings>,
     pub credential_reread_pause: Duration,
+    pub egress: EgressSettings,
+}
+
+/// What outbound connections made for tenants may reach besides the public internet.
+#[derive(Debug, Clone, Default)]
+pub struct EgressSettings {
+    pub allow: Vec<AllowRule>,
+    /// A forward proxy resolves names and enforces the policy for them.
+    pub proxy_enforces: bool,
+}
+
+impl EgressSettings {
+    /// The policy these settings describe.
+    pub fn policy(&self) -> EgressPolicy {
+        EgressPolicy::new(self.allow.clone()).with_proxy_enforcing(self.proxy_enforces)
+    }
+}
+
+/// Allow-list entries, each checked; the error names the setting and the entry.
+pub fn allow_rules(
+    setting: &'static str,
+    entries: &[String],
+) -> Result<Vec<AllowRule>, ConfigError> {
+    entries
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.parse()
+                .map_err(|e: crate::egress::AllowRuleError| ConfigError::Invalid {
+                    setting,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 fn seconds(setting: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -252,7 +366,7 @@ impl ServeArgs {
                 })?;
                 let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.clone(),
-                    message: e.to_string(),
+                    message: toml_error(&text, &e),
                 })?;
                 let base = path
                     .parent()
@@ -310,6 +424,10 @@ impl ServeArgs {
                 Some(s) => seconds("cpu_time", s)?,
                 None => defaults.cpu_time,
             },
+            queue_wait: match self.queue_timeout.or(file.limits.queue_timeout) {
+                Some(s) => seconds("queue_timeout", s)?,
+                None => defaults.queue_wait,
+            },
             memory_bytes: self
                 .memory_mib
                 .or(file.limits.memory_mib)
@@ -355,7 +473,7 @@ impl ServeArgs {
         let mut oauth_apps = BTreeMap::new();
         for (connector, app) in &file.oauth_apps {
             let client_secret = match (&app.client_secret, &app.client_secret_env) {
-                (Some(s), None) => Some(Secret::new(s.as_str())),
+                (Some(s), None) => Some(s.clone()),
                 (None, Some(var)) => Some(Secret::new(std::env::var(var).map_err(|_| {
                     ConfigError::Invalid {
                         setting: "oauth_apps",
@@ -393,12 +511,27 @@ impl ServeArgs {
                 limits.connect_timeout,
             )?);
         }
+        let egress = EgressSettings {
+            allow: if !self.egress_allow.is_empty() {
+                allow_rules("egress-allow", &self.egress_allow)?
+            } else {
+                allow_rules(
+                    "egress.allow",
+                    file.egress.allow.as_deref().unwrap_or_default(),
+                )?
+            },
+            proxy_enforces: self
+                .egress_proxy_enforces
+                .or(file.egress.proxy_enforces)
+                .unwrap_or(false),
+        };
         let health = self
             .health_check_interval
             .or(file.health_check_interval)
             .unwrap_or(900);
         Ok(ServeConfig {
             listen,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             store: StoreConfig { data_dir, key },
             key_file,
             connectors,
@@ -427,6 +560,7 @@ impl ServeArgs {
                 Some(s) => seconds("credential_reread_pause", s)?,
                 None => crate::vault::cache::REREAD_PAUSE,
             },
+            egress,
         })
     }
 }
@@ -444,13 +578,13 @@ pub struct OAuthApp {
 /// a file (trailing newline dropped). Exactly one of them.
 fn config_secret(
     what: &str,
-    inline: Option<&String>,
+    inline: Option<&Secret>,
     env: Option<&String>,
     file: Option<PathBuf>,
 ) -> Result<Option<Secret>, String> {
     match (inline, env, file) {
         (None, None, None) => Ok(None),
-        (Some(v), None, None) => Ok(Some(Secret::new(v.as_str()))),
+        (Some(v), None, None) => Ok(Some(v.clone())),
         (None, Some(var), None) => std::env::var(var)
             .map(|v| Some(Secret::new(v)))
             .map_err(|_| format!("reads its {what} from ${var}, which is not set")),
@@ -574,13 +708,62 @@ fn credential_store(
         timeout,
         client: ClientOptions {
             connect_timeout: connect_timeout.min(timeout),
+            // A vault is the operator's own configuration, not a tenant's destination.
+            egress: Arc::new(EgressPolicy::unrestricted()),
             proxy,
             no_proxy: None,
             extra_roots_pem: read_pem(&file.ca_cert, "ca_cert")?.into_iter().collect(),
             client_identity_pem: identity,
         },
-        tenants: file.tenants.clone(),
+        tenants: match &file.tenants {
+            None => StoreTenants::Unset,
+            Some(FileTenants::All) => StoreTenants::All,
+            Some(FileTenants::Only(ids)) => StoreTenants::Only(ids.clone()),
+        },
+        path_prefix: match &file.path_prefix {
+            None => None,
+            Some(prefix) => {
+                if crate::vault::normalise_path(&prefix.replace("{tenant_id}", "ten_x")).is_none() {
+                    return Err(invalid(format!(
+                        "has path_prefix `{prefix}`, which is not a path below the mount (such as `tenants/{{tenant_id}}/`)"
+                    )));
+                }
+                Some(prefix.clone())
+            }
+        },
     })
+}
+
+/// A TOML error as it may be shown: where it is and what is wrong, without the line itself
+/// or a value found (a configuration file holds secrets: a client secret in the wrong
+/// place must not end up in a log).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = crate::credentials::without_found_value(e.message().trim_end());
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.len() - line_start + 1;
+    // The setting's name (the key before `=` on that line, below its table), never its
+    // value.
+    let this_line = text[line_start..].lines().next().unwrap_or_default();
+    let key = this_line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (table, key) {
+        (Some(t), Some(k)) => format!("line {line}, column {column}, `{t}.{k}`: {message}"),
+        (None, Some(k)) => format!("line {line}, column {column}, `{k}`: {message}"),
+        _ => format!("line {line}, column {column}: {message}"),
+    }
 }
 
 /// The key file when one was named (it wins, like any explicit setting), else the key in
@@ -656,5 +839,87 @@ mod tests {
         let err = args.resolve(false).unwrap_err().to_string();
         assert!(err.contains("listn"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod secret_hygiene {
+    use super::*;
+
+    fn config_file(name: &str, text: &str) -> (PathBuf, ServeArgs) {
+        let dir =
+            std::env::temp_dir().join(format!("junction-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("junction.toml");
+        std::fs::write(&file, text).unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        (dir, args)
+    }
+
+    #[test]
+    fn debug_of_the_configuration_never_prints_a_secret() {
+        let text = "[oauth_apps.github]\nclient_id = \"Iv1.app\"\nclient_secret = \"gh-S3cret-in-file\"\n\
+                    [credential_stores.corp]\naddress = \"https://vault.example.com\"\nauth = \"approle\"\n\
+                    role_id = \"role\"\nsecret_id = \"approle-S3cret-in-file\"\ntenants = \"*\"\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let (dir, args) = config_file("debug", text);
+        let resolved = args.resolve(false).unwrap();
+        for shown in [
+            format!("{file:?}"),
+            format!("{resolved:?}"),
+            format!("{resolved:#?}"),
+        ] {
+            assert!(!shown.contains("gh-S3cret-in-file"), "{shown}");
+            assert!(!shown.contains("approle-S3cret-in-file"), "{shown}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_toml_error_says_where_and_never_quotes_the_line_or_the_value() {
+        for (text, expected) in [
+            (
+                "[oauth_apps.github]\nclient_id = \"x\"\nclient_secret = \"gh-S3cret-unterminated\n",
+                "line 3",
+            ),
+            (
+                "max_instances = \"gh-S3cret-wrong-type\"\n",
+                "line 1, column 17, `max_instances`: invalid type: string, expected u32",
+            ),
+            (
+                "[oauth_apps.github]\nclient_id = \"x\"\nclient_secret = [\"gh-S3cret-in-a-list\"]\n",
+                "line 3",
+            ),
+        ] {
+            let (dir, args) = config_file("toml-error", text);
+            let error = args.resolve(false).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("S3cret"), "{error}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn egress_ranges_come_from_the_file_unless_a_flag_or_variable_gives_them() {
+        let (dir, args) = config_file(
+            "egress",
+            "[egress]\nallow = [\"10.20.0.0/16\", \"127.0.0.1/32:8080\"]\nproxy_enforces = true\n",
+        );
+        let from_file = args.resolve(false).unwrap().egress;
+        let shown: Vec<String> = from_file.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.20.0.0/16", "127.0.0.1/32:8080"]);
+        assert!(from_file.proxy_enforces);
+        let flags = ServeArgs {
+            egress_allow: vec!["192.168.7.0/24".into()],
+            egress_proxy_enforces: Some(false),
+            ..args
+        };
+        let from_flags = flags.resolve(false).unwrap().egress;
+        assert_eq!(from_flags.allow.len(), 1);
+        assert!(!from_flags.proxy_enforces);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

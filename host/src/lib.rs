@@ -6,6 +6,7 @@
 //! - [`runtime`]: the wasmtime engine, loading components, invocations and their limits;
 //! - [`capabilities`]: the host functions connectors can call;
 //! - [`credentials`]: secrets and how they are attached to requests;
+//! - [`egress`]: which addresses outbound connections made for tenants may reach;
 //! - [`auth`]: auth schemes and the credentials they produce;
 //! - [`store`]: persistence (SQLite), with secrets sealed under the master key;
 //! - [`access`]: tenants, principals and folder permissions;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod credentials;
+pub mod egress;
 pub mod runtime;
 pub mod store;
 pub mod vault;

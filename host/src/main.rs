@@ -182,13 +182,18 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn load(component: &Path, limits: &LimitArgs) -> Result<(Runtime, Connector), Failure> {
-    let limits = limits.limits();
+async fn load(component: &Path, args: &LimitArgs) -> Result<(Runtime, Connector), Failure> {
+    let egress = args.egress().map_err(|e| Failure {
+        status: UNUSABLE,
+        message: e.to_string(),
+    })?;
+    let limits = args.limits();
     let options = EngineOptions {
         max_instances: 4,
         max_memory_bytes: limits.memory_bytes.max(64 << 20),
     };
-    let runtime = Runtime::new(options, limits).context("cannot start the runtime")?;
+    let runtime = Runtime::new(options, limits, std::sync::Arc::new(egress))
+        .context("cannot start the runtime")?;
     let connector = runtime.load_file(component).await?;
     Ok((runtime, connector))
 }
@@ -198,7 +203,7 @@ async fn inspect(component: &Path, json: bool) -> Result<(), Failure> {
     let manifest = connector.manifest();
     if json {
         let text = serde_json::to_string_pretty(manifest).context("cannot encode the manifest")?;
-        println!("{text}");
+        junction::outln!("{text}");
     } else {
         print_summary(manifest, connector.interface_version());
     }
@@ -212,6 +217,7 @@ fn default_limits() -> LimitArgs {
         memory_mib: 64,
         max_requests: 50,
         max_response_mib: 10,
+        egress_allow: Vec::new(),
     }
 }
 
@@ -220,12 +226,12 @@ fn print_summary(m: &Manifest, interface: &str) {
         junction::runtime::manifest::Release::Preview => "preview",
         junction::runtime::manifest::Release::Ga => "GA",
     };
-    println!("{} {} ({release}) — {}", m.name, m.version, m.title);
+    junction::outln!("{} {} ({release}) — {}", m.name, m.version, m.title);
     if !m.description.is_empty() {
-        println!("{}", m.description);
+        junction::outln!("{}", m.description);
     }
-    println!("interface: junction:connector@{interface}");
-    println!("\nauth schemes:");
+    junction::outln!("interface: junction:connector@{interface}");
+    junction::outln!("\nauth schemes:");
     for s in &m.auth_schemes {
         let detail = match &s.kind {
             AuthKind::Oauth2Code {
@@ -235,14 +241,14 @@ fn print_summary(m: &Manifest, interface: &str) {
             } => format!(" {authorize_url} mandatory scopes: {mandatory_scopes:?}"),
             _ => String::new(),
         };
-        println!(
+        junction::outln!(
             "  {:<16} {} [{}]{detail}",
             s.id,
             s.title,
             s.kind.type_name()
         );
     }
-    println!("\nfields:");
+    junction::outln!("\nfields:");
     for f in &m.fields {
         let mut tags = vec![if f.required { "required" } else { "optional" }];
         if f.secret {
@@ -258,25 +264,25 @@ fn print_summary(m: &Manifest, interface: &str) {
         } else {
             format!(" (schemes: {})", f.schemes.join(", "))
         };
-        println!(
+        junction::outln!(
             "  {:<16} {} [{}]{default}{schemes}",
             f.name,
             f.label,
             tags.join(", ")
         );
     }
-    println!("\nallowed hosts: {}", m.allowed_hosts.join(", "));
-    println!("\nactions:");
+    junction::outln!("\nallowed hosts: {}", m.allowed_hosts.join(", "));
+    junction::outln!("\nactions:");
     for a in &m.actions {
-        println!("  {:<24} {}", a.name, a.title);
+        junction::outln!("  {:<24} {}", a.name, a.title);
     }
     if !m.triggers.is_empty() {
-        println!("\ntriggers:");
+        junction::outln!("\ntriggers:");
         for t in &m.triggers {
-            println!("  {:<24} {} ({:?})", t.name, t.title, t.kind);
+            junction::outln!("  {:<24} {} ({:?})", t.name, t.title, t.kind);
         }
     }
-    println!("\n`junction inspect --json` prints the full manifest with the schemas.");
+    junction::outln!("\n`junction inspect --json` prints the full manifest with the schemas.");
 }
 
 fn read_input(input: &str) -> Result<String, Failure> {
@@ -332,7 +338,7 @@ async fn invoke(
     let pretty = serde_json::from_str::<serde_json::Value>(&output)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or(output);
-    println!("{pretty}");
+    junction::outln!("{pretty}");
     Ok(())
 }
 
@@ -345,7 +351,7 @@ async fn test(
     let (runtime, connector) = load(component, limits).await?;
     let prepared = connector.prepare(&spec)?;
     runtime.test_connection(&connector, prepared).await?;
-    println!("{}: the connection works", connector.id());
+    junction::outln!("{}: the connection works", connector.id());
     Ok(())
 }
 
@@ -357,9 +363,9 @@ fn new(
     let dir = path.unwrap_or_else(|| std::path::PathBuf::from(name));
     let sdk = sdk.unwrap_or_else(junction::cli::default_sdk);
     junction::cli::scaffold(name, &dir, &sdk).map_err(anyhow::Error::from)?;
-    println!("Created the connector `{name}` in {}.", dir.display());
-    println!("Build it:  cd {} && cargo build --release", dir.display());
-    println!(
+    junction::outln!("Created the connector `{name}` in {}.", dir.display());
+    junction::outln!("Build it:  cd {} && cargo build --release", dir.display());
+    junction::outln!(
         "Try it:    junction invoke target/wasm32-wasip2/release/{}.wasm hello --input '{{\"name\":\"Ada\"}}' --field api_key=test",
         name.replace('-', "_")
     );

@@ -232,3 +232,94 @@ fn new_scaffolds_a_connector_that_builds_and_runs() {
     assert!(text(&out.stdout).contains("Hello, Ada!"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    for args in [vec!["inspect", GITHUB, "--json"], vec!["inspect", PROBE]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_reaches_loopback_but_not_a_private_network_unless_allowed() {
+    let api = Api::start("t").await;
+    let run = |extra: Vec<String>| {
+        let mut args = vec![
+            "invoke".to_owned(),
+            PROBE.to_owned(),
+            "fetch".to_owned(),
+            "--auth".to_owned(),
+            "none".to_owned(),
+            "--input".to_owned(),
+            r#"{"url": "/ping"}"#.to_owned(),
+        ];
+        args.extend(extra);
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_junction"))
+                .args(&args)
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap()
+        })
+    };
+    // Loopback: allowed to local runs.
+    let out = run(vec!["--field".into(), format!("base_url={}", api.base_url)])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("pong"));
+    // A private address: refused, with the class and the exit status of a failed run.
+    let out = run(vec![
+        "--field".into(),
+        "base_url=http://10.255.0.1:9".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "[denied] probe@0.1.0: denied by the host: cannot reach http://10.255.0.1:9: a private network address is not allowed by the egress policy"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // Opened with --egress-allow, it is tried (and nothing listens there: a connection
+    // error, not a refusal).
+    let out = run(vec![
+        "--field".into(),
+        "base_url=http://10.255.0.1:9".into(),
+        "--egress-allow".into(),
+        "10.255.0.1/32:9".into(),
+        "--timeout".into(),
+        "3".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        !text(&out.stderr).contains("egress policy"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A bad entry is a usage error naming it.
+    let out = run(vec!["--egress-allow".into(), "10.0.0.1/8".into()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did you mean `10.0.0.0/8`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -634,7 +634,8 @@ async fn field_ref_creates_a_connection_whose_secret_comes_from_a_credential_sto
         &config,
         format!(
             "[credential_stores.corp]\naddress = \"{}\"\nauth = \"token\"\n\
-             token_env = \"JUNCTION_TEST_VAULT_TOKEN\"\nmount = \"kv\"\nkv_version = 1\n",
+             token_env = \"JUNCTION_TEST_VAULT_TOKEN\"\nmount = \"kv\"\nkv_version = 1\n\
+             tenants = \"*\"\n",
             vault.address()
         ),
     )
@@ -647,6 +648,7 @@ async fn field_ref_creates_a_connection_whose_secret_comes_from_a_credential_sto
         .arg("--log-json")
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--health-check-interval", "0"])
+        .args(service::LOOPBACK_EGRESS)
         .arg("--data-dir")
         .arg(&dir)
         .arg("--connectors")

@@ -156,7 +156,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
+        let runtime = Runtime::new(EngineOptions::default(), Limits::default(), junction_tests::loopback_egress()).unwrap();
         let all: Vec<Component> = LOADABLE
             .iter()
             .map(|(label, path)| component(label, path))

@@ -84,7 +84,12 @@ fn main() {
             max_instances,
             ..EngineOptions::default()
         };
-        let runtime = Runtime::new(options, Limits::default()).unwrap();
+        let runtime = Runtime::new(
+            options,
+            Limits::default(),
+            junction_tests::loopback_egress(),
+        )
+        .unwrap();
         let expected = r#"{"note":"benchmark"}"#;
         let mut wasm = Vec::new();
         for (name, path) in [

@@ -175,9 +175,10 @@ fn main() {
             timeout: Duration::from_secs(5),
             client: ClientOptions {
                 proxy: ProxySetting::Direct,
-                ..ClientOptions::new(Duration::from_secs(2))
+                ..ClientOptions::new(Duration::from_secs(2), junction_tests::loopback_egress())
             },
-            tenants: None,
+            tenants: junction::vault::StoreTenants::All,
+            path_prefix: None,
         };
         let service = InProcess::start_with_stores(
             "vault",

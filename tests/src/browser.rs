@@ -1,7 +1,8 @@
 //! A tiny user agent that goes through the OAuth server's consent like a user would: it
-//! keeps cookies, follows redirects, signs in on the login page and presses Continue on the
-//! consent page, and stops at the first page that is neither (the client's redirect URI,
-//! which Junction's OAuth callback answers, or an error page the provider renders itself).
+//! keeps cookies, follows redirects, presses Continue on Junction's start page (which a
+//! consent link opens), signs in on the provider's login page and presses Continue on its
+//! consent page, and stops at the first page that is none of those (the client's redirect
+//! URI, which Junction's OAuth callback answers, or an error page).
 //!
 //! Forms are read by plain string searching: the provider's development interactions render
 //! small, regular HTML (`<form action="…" method="post">` with `<input type="hidden"
@@ -23,7 +24,8 @@ pub struct Page {
     pub url: String,
     pub status: StatusCode,
     pub body: String,
-    /// Every URL requested on the way, in order, the final one last.
+    /// Every URL requested on the way, in order, the final one last (through every form
+    /// of a consent).
     pub visited: Vec<String>,
 }
 
@@ -52,10 +54,12 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// A browser with its own cookie jar (so its own sign-in session at the provider).
+/// A browser with its own cookie jar (so its own sign-in session at the provider, and its
+/// own consent bindings at Junction).
 #[derive(Debug, Clone)]
 pub struct Browser {
     http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Default for Browser {
@@ -66,14 +70,24 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Browser {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             // Redirects are followed here, one by one, to record them.
             .redirect(Policy::none())
             .no_proxy()
             .build()
             .unwrap();
-        Browser { http }
+        Browser { http, jar }
+    }
+
+    /// The `Cookie` header this browser sends to `url`, if any.
+    pub fn cookies_for(&self, url: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore as _;
+        let url = Url::parse(url).ok()?;
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
     }
 
     /// Opens `authorization_url`, signs in as `login` and grants consent, then follows the
@@ -102,9 +116,10 @@ impl Browser {
         let mut page = self
             .navigate(reqwest::Method::GET, authorization_url, None, stop_at)
             .await;
+        let mut visited = page.visited.clone();
         for _ in 0..MAX_FORMS {
             let Some(form) = interaction_form(&page) else {
-                return page;
+                break;
             };
             let mut fields = form.hidden.clone();
             if form.prompt() == Some("login") {
@@ -114,7 +129,9 @@ impl Browser {
             page = self
                 .navigate(reqwest::Method::POST, &form.action, Some(fields), stop_at)
                 .await;
+            visited.extend(page.visited.iter().cloned());
         }
+        page.visited = visited;
         page
     }
 
@@ -122,7 +139,11 @@ impl Browser {
     /// consent when already signed in) through its abort link: the provider then redirects
     /// to the client with `error=access_denied`.
     pub async fn abort(&self, authorization_url: &str) -> Page {
-        let page = self.get(authorization_url).await;
+        let mut page = self.get(authorization_url).await;
+        // A consent link opens Junction's start page first: continue to the provider.
+        if let Some((action, fields)) = junction_start_form(&page) {
+            page = self.post_form(&action, &fields).await;
+        }
         match abort_link(&page) {
             Some(link) => self.get(&link).await,
             None => page,
@@ -223,12 +244,35 @@ impl Form {
             .find(|(k, _)| k == "prompt")
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether it is the form of Junction's consent start page.
+    fn continues_junction_consent(&self) -> bool {
+        self.hidden
+            .iter()
+            .any(|(k, v)| k == "step" && v == "junction-consent")
+    }
 }
 
-/// The provider's sign-in or consent form on `page`, if it is one of those pages.
+/// The form of Junction's consent start page, if `page` is that page.
+pub fn junction_start_form(page: &Page) -> Option<(String, Vec<(String, String)>)> {
+    page_forms(page)
+        .into_iter()
+        .find(Form::continues_junction_consent)
+        .map(|f| (f.action, f.hidden))
+}
+
+/// The provider's sign-in or consent form on `page`, or Junction's start page's form, if it
+/// is one of those pages.
 fn interaction_form(page: &Page) -> Option<Form> {
+    page_forms(page)
+        .into_iter()
+        .find(|f| matches!(f.prompt(), Some("login" | "consent")) || f.continues_junction_consent())
+}
+
+/// The POST forms of a successful page.
+fn page_forms(page: &Page) -> Vec<Form> {
     if !page.status.is_success() {
-        return None;
+        return Vec::new();
     }
     forms(&page.body)
         .into_iter()
@@ -246,7 +290,7 @@ fn interaction_form(page: &Page) -> Option<Form> {
                 .collect();
             Some(Form { action, hidden })
         })
-        .find(|f| matches!(f.prompt(), Some("login" | "consent")))
+        .collect()
 }
 
 /// The abort link of an interaction page.

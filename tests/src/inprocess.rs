@@ -44,7 +44,9 @@ impl InProcess {
             key: KeySource::File(dir.join("junction.key")),
         };
         let (store, _) = Store::open(&config, None).await.unwrap();
-        let runtime = Runtime::new(EngineOptions::default(), Limits::default()).unwrap();
+        let egress = crate::loopback_egress();
+        let runtime =
+            Runtime::new(EngineOptions::default(), Limits::default(), egress.clone()).unwrap();
         let paths: Vec<PathBuf> = components.iter().map(PathBuf::from).collect();
         let catalog = Catalog::open(&runtime, &store, &dir, DEFAULT_MAX_COMPONENT_BYTES)
             .await
@@ -55,11 +57,12 @@ impl InProcess {
         let (invocations, _writer) = InvocationLog::start(store.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        egress.add_own_listener(addr);
         let oauth = OAuth::new(
             store.clone(),
-            HttpClient::new(Limits::default().connect_timeout),
+            HttpClient::new(Limits::default().connect_timeout, egress.clone()),
             Default::default(),
-            format!("http://{addr}/v1/oauth/callback"),
+            &format!("http://{addr}"),
         );
         let metrics = Metrics::new();
         let vaults = CredentialStores::new(
@@ -77,6 +80,7 @@ impl InProcess {
             metrics,
             invocations,
             max_body_bytes: 1 << 20,
+            metrics_elsewhere: false,
             cut: tokio::sync::watch::channel(false).0,
         });
         let app = router(service.clone());

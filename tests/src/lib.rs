@@ -16,6 +16,7 @@ pub mod resource;
 pub mod service;
 pub mod vault;
 
+use junction::egress::EgressPolicy;
 use junction::runtime::{
     ConnectionSpec, Connector, EngineOptions, Limits, PreparedConnection, Runtime,
 };
@@ -27,12 +28,24 @@ pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 }
 
-/// The engine shared by every test of a binary.
+/// The egress policy of the suite's in-process runtimes and services: the default (the
+/// public internet) with loopback opened, as an operator would open it, for the servers
+/// the tests start there.
+pub fn loopback_egress() -> Arc<EgressPolicy> {
+    Arc::new(EgressPolicy::new(EgressPolicy::loopback().to_vec()))
+}
+
+/// The engine shared by every test of a binary (its connectors may reach loopback).
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         logs::install();
-        Runtime::new(EngineOptions::default(), Limits::default()).unwrap()
+        Runtime::new(
+            EngineOptions::default(),
+            Limits::default(),
+            loopback_egress(),
+        )
+        .unwrap()
     })
 }
 

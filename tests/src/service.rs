@@ -24,6 +24,11 @@ pub fn test_connectors() -> String {
     [components::GITHUB, components::HTTP, components::PROBE].join(":")
 }
 
+/// The flag that opens loopback to a test service's outbound connections: its upstream
+/// APIs, OAuth server and the like run there. Services started by [`Service::start`] get
+/// it unless the test gives `--egress-allow` itself; commands a test builds add it.
+pub const LOOPBACK_EGRESS: [&str; 2] = ["--egress-allow", "127.0.0.0/8,::1/128"];
+
 /// The variables that send a process's outbound HTTP through a proxy. A developer's own
 /// are not inherited by the services the tests start.
 pub const PROXY_VARIABLES: [&str; 8] = [
@@ -67,8 +72,9 @@ impl std::fmt::Display for StartFailure {
 }
 
 impl Service {
-    /// Starts `bin serve` on `data_dir` with the test connectors, a free port, JSON logs and
-    /// `extra` flags; waits until it listens.
+    /// Starts `bin serve` on `data_dir` with the test connectors, a free port, JSON logs,
+    /// loopback opened to its outbound connections ([`LOOPBACK_EGRESS`], unless `extra`
+    /// gives `--egress-allow`) and `extra` flags; waits until it listens.
     pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> Result<Self, StartFailure> {
         Self::start_with_env(bin, data_dir, extra, &[])
     }
@@ -92,6 +98,9 @@ impl Service {
             .args(extra)
             .env_remove("JUNCTION_KEY")
             .env("RUST_LOG", "info,junction=debug,sqlx=warn");
+        if !extra.iter().any(|a| a.starts_with("--egress-allow")) {
+            command.args(LOOPBACK_EGRESS);
+        }
         for (k, v) in env {
             command.env(k, v);
         }

@@ -8,6 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+/// What a busy service suggests to wait before retrying an invocation.
+const BUSY_RETRY_AFTER_SECONDS: u32 = 5;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -52,6 +55,14 @@ impl ApiError {
             .detail("parameter", parameter)
     }
 
+    /// Every instance was busy for the queue's whole bound: 429, retry in a few seconds.
+    pub fn busy(message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", message)
+            .detail("retry_after_seconds", BUSY_RETRY_AFTER_SECONDS);
+        error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+        error
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -81,6 +92,7 @@ impl ApiError {
                 (StatusCode::BAD_GATEWAY, connector)
             }
             InvokeError::Host { connector, .. } => (StatusCode::INTERNAL_SERVER_ERROR, connector),
+            InvokeError::Busy { connector, .. } => (StatusCode::TOO_MANY_REQUESTS, connector),
             InvokeError::Credentials { connector, failure } => (
                 match failure {
                     crate::credentials::CredentialFailure::NeedsReauthentication { .. }
@@ -116,6 +128,11 @@ impl ApiError {
             if let Some(s) = retry_after_seconds {
                 api = api.detail("retry_after_seconds", *s);
             }
+        }
+        if matches!(error, InvokeError::Busy { .. }) {
+            // The tenant's queue was full for the whole bound: a few seconds let it drain.
+            api.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+            api = api.detail("retry_after_seconds", BUSY_RETRY_AFTER_SECONDS);
         }
         if let InvokeError::Connector {
             error: ConnectorError::Upstream { status, .. },

@@ -41,6 +41,8 @@ pub struct Service {
     pub invocations: crate::store::InvocationLog,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// `/metrics` is served on a listener of its own (`--metrics-listen`), not the API's.
+    pub metrics_elsewhere: bool,
     /// Set when the shutdown grace period is over: requests still running are answered
     /// 503 and their work (an invocation included) is dropped.
     pub cut: tokio::sync::watch::Sender<bool>,
@@ -132,6 +134,10 @@ pub fn router(service: AppState) -> Router {
             post(connections::reconnect),
         )
         .route("/v1/oauth/callback", get(oauth::callback))
+        .route(
+            "/v1/oauth/start/{token}",
+            get(oauth::start_page).post(oauth::continue_start),
+        )
         .route("/v1/oauth/redirect-uri", get(oauth::redirect_uri))
         .route(
             "/v1/connections/{id}/invocations",
@@ -143,6 +149,13 @@ pub fn router(service: AppState) -> Router {
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(service.clone(), observe))
+        .with_state(service)
+}
+
+/// The private metrics listener's app (`--metrics-listen`): `GET /metrics` only.
+pub fn metrics_router(service: AppState) -> Router {
+    Router::new()
+        .fallback(routes::system::metrics_listener)
         .with_state(service)
 }
 

@@ -25,6 +25,10 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error(transparent)]
     CredentialStore(#[from] crate::vault::StoreSetupError),
+    #[error(
+        "credential store `{store}` does not say which tenants may use it, and {connections} connection(s) reference it. A store is now closed to every tenant until the operator lists them: add `tenants = [\"ten_…\", …]` (the tenants that may use it) or `tenants = \"*\"` (every tenant) to [credential_stores.{store}]"
+    )]
+    CredentialStoreTenants { store: String, connections: i64 },
 }
 
 /// How long cut requests and the invocation log get to wind down after the grace period.
@@ -70,6 +74,51 @@ fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
     }
 }
 
+/// Logs the credential stores, and stops the start when connections reference a store that
+/// says nothing of its tenants: such a store is closed to every tenant, and an
+/// installation from before `tenants` existed must not lose its connections silently.
+async fn check_credential_store_tenants(
+    store: &Store,
+    vaults: &crate::vault::CredentialStores,
+) -> Result<(), ServeError> {
+    use crate::vault::StoreTenants;
+    let usage = store.credential_store_usage().await?;
+    for s in vaults.stores() {
+        tracing::info!(store = %s.name, address = %s.address, auth = s.auth.method(), mount = %s.mount, path_prefix = s.path_prefix.as_deref().unwrap_or(""), "credential store configured");
+        let used: Vec<&(String, String, i64)> = usage
+            .iter()
+            .filter(|(name, _, _)| *name == s.name)
+            .collect();
+        match &s.tenants {
+            StoreTenants::Unset => {
+                let connections: i64 = used.iter().map(|(_, _, n)| n).sum();
+                if connections > 0 {
+                    return Err(ServeError::CredentialStoreTenants {
+                        store: s.name.clone(),
+                        connections,
+                    });
+                }
+                tracing::warn!(store = %s.name, "credential store: no `tenants` setting, so no tenant may use it; list tenant ids, or write tenants = \"*\"");
+            }
+            StoreTenants::All => {}
+            StoreTenants::Only(ids) => {
+                // A typo (or a tenant's name for its id) would close the store silently.
+                for id in ids {
+                    if store.tenant(id).await?.is_none() {
+                        tracing::warn!(store = %s.name, tenant = %id, "credential store: `tenants` names no tenant of this service (give tenant ids, `ten_…`)");
+                    }
+                }
+            }
+        }
+        for (_, tenant, connections) in used {
+            if !s.open_to(tenant) {
+                tracing::warn!(store = %s.name, tenant = %tenant, connections, "credential store: connections of a tenant it is not open to reference it; they fail until the operator opens it or they are edited");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the service until it is asked to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let lock = DataDirLock::acquire(&config.store.data_dir)?;
@@ -85,7 +134,22 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     tracing::info!(database = %store.database_path().display(), key = store.key_id(), "store open");
 
-    let runtime = Runtime::new(config.engine.clone(), config.limits.clone())?;
+    let egress = Arc::new(config.egress.policy());
+    if !config.egress.allow.is_empty() {
+        let opened: Vec<String> = config
+            .egress
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(allow = %opened.join(", "), "egress: address ranges opened besides the public internet");
+    }
+    if config.egress.proxy_enforces {
+        tracing::warn!(
+            "egress: names reached through a forward proxy are not checked here; the proxy must enforce the egress policy"
+        );
+    }
+    let runtime = Runtime::new(config.engine.clone(), config.limits.clone(), egress.clone())?;
     let started = std::time::Instant::now();
     let catalog = Catalog::open(
         &runtime,
@@ -112,15 +176,33 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     let address = listener.local_addr().map_err(ServeError::Serve)?;
+    // Whatever the allow-list opens, a tenant never reaches the service itself.
+    egress.add_own_listener(address);
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => {
+            let listener =
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        address: at,
+                        source,
+                    })?;
+            let bound = listener.local_addr().map_err(ServeError::Serve)?;
+            egress.add_own_listener(bound);
+            tracing::info!(address = %bound, "metrics listening");
+            Some(listener)
+        }
+        None => None,
+    };
     let public_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
     let oauth = crate::auth::OAuth::new(
         store.clone(),
-        crate::capabilities::http::HttpClient::new(config.limits.connect_timeout),
+        crate::capabilities::http::HttpClient::new(config.limits.connect_timeout, egress.clone()),
         config.oauth_apps.clone(),
-        format!("{public_url}/v1/oauth/callback"),
+        &public_url,
     );
     let metrics = Metrics::new();
     let vaults = crate::vault::CredentialStores::new(
@@ -129,15 +211,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         metrics.credential_store_reads(),
     )?
     .with_reread_pause(config.credential_reread_pause);
-    for s in vaults.stores() {
-        tracing::info!(store = %s.name, address = %s.address, auth = s.auth.method(), mount = %s.mount, "credential store configured");
-        // A typo (or a tenant's name for its id) would close the store silently.
-        for id in s.tenants.iter().flatten() {
-            if store.tenant(id).await?.is_none() {
-                tracing::warn!(store = %s.name, tenant = %id, "credential store: `tenants` names no tenant of this service (give tenant ids, `ten_…`)");
-            }
-        }
-    }
+    check_credential_store_tenants(&store, &vaults).await?;
     let (invocations, invocation_writer) = InvocationLog::start(store.clone());
     let service = Arc::new(Service {
         store: store.clone(),
@@ -148,6 +222,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         catalog,
         metrics,
         max_body_bytes: config.max_body_bytes,
+        metrics_elsewhere: config.metrics_listen.is_some(),
         cut: tokio::sync::watch::channel(false).0,
     });
 
@@ -161,6 +236,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             interval,
             stop_rx.clone(),
         ))
+    });
+
+    let metrics = metrics_listener.map(|listener| {
+        let mut stop_seen = stop_rx.clone();
+        let app = super::metrics_router(service.clone());
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_seen.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        )
     });
 
     let mut stop_seen = stop_rx.clone();
@@ -201,6 +288,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     };
     let _ = stop_tx.send(true);
+    if let Some(metrics) = metrics
+        && tokio::time::timeout(CUT_WAIT, metrics).await.is_err()
+    {
+        tracing::warn!("the metrics listener did not stop in time");
+    }
     if let Some(health) = health
         && tokio::time::timeout(CUT_WAIT, health).await.is_err()
     {

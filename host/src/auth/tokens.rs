@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// The path of the OAuth callback, below the public URL.
+pub const CALLBACK_PATH: &str = "/v1/oauth/callback";
+
 /// The OAuth side of the service: its apps, its redirect URI, and every connection's
 /// current token.
 #[derive(Debug)]
@@ -26,6 +29,7 @@ pub struct OAuth {
     http: HttpClient,
     apps: BTreeMap<String, OAuthApp>,
     redirect_uri: String,
+    public_url: String,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     token_requests: AtomicU64,
 }
@@ -91,13 +95,15 @@ impl OAuth {
         store: Store,
         http: HttpClient,
         apps: BTreeMap<String, OAuthApp>,
-        redirect_uri: String,
+        public_url: &str,
     ) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
         Self {
             store,
             http,
             apps,
-            redirect_uri,
+            redirect_uri: format!("{public_url}{CALLBACK_PATH}"),
+            public_url,
             entries: Mutex::default(),
             token_requests: AtomicU64::new(0),
         }
@@ -111,6 +117,11 @@ impl OAuth {
     /// Where providers send users back: `<public-url>/v1/oauth/callback`.
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri
+    }
+
+    /// Where browsers reach the service (no trailing `/`).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// Token requests made since the start (every grant, refreshes included).

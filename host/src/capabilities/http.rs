@@ -5,24 +5,25 @@
 //! 4. enforces the connect and read timeouts, the response size cap and the request count.
 
 use crate::credentials::Credentials;
+use crate::egress::{ConnectError, EgressPolicy, TcpConnector};
 use crate::runtime::bindings::v0_1_0::junction::connector::http::{
     self as wit, Method, Request, Response,
 };
 use crate::runtime::bindings::v0_1_0::junction::connector::types::ConnectorError;
 use crate::runtime::bindings::{denied, internal, invalid_input, timeout};
 use crate::runtime::connection::PreparedConnection;
+use crate::runtime::cpu::{CpuClock, Timed};
 use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::runtime::state::InvocationState;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::instrument;
 use url::Url;
 use wasmtime::component::{HasData, Linker};
@@ -47,11 +48,12 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-/// How an [`HttpClient`] connects: its timeout, its proxy and the certificates it trusts
-/// and presents.
+/// How an [`HttpClient`] connects: its timeout, the egress policy its destinations are
+/// checked against, its proxy and the certificates it trusts and presents.
 #[derive(Clone)]
 pub struct ClientOptions {
     pub connect_timeout: Duration,
+    pub egress: Arc<EgressPolicy>,
     pub proxy: ProxySetting,
     /// The destinations reached directly (`NO_PROXY`'s syntax: host names, which also cover
     /// their subdomains, `.domain`, IP addresses, networks such as `10.0.0.0/8`, `*`).
@@ -67,9 +69,10 @@ pub struct ClientOptions {
 impl ClientOptions {
     /// The defaults: proxies from the environment, the system's trust roots, no client
     /// certificate.
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, egress: Arc<EgressPolicy>) -> Self {
         Self {
             connect_timeout,
+            egress,
             proxy: ProxySetting::Environment,
             no_proxy: None,
             extra_roots_pem: Vec::new(),
@@ -83,6 +86,7 @@ impl std::fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientOptions")
             .field("connect_timeout", &self.connect_timeout)
+            .field("egress", &self.egress)
             .field("proxy", &self.proxy)
             .field("no_proxy", &self.no_proxy)
             .field("extra_roots_pem", &self.extra_roots_pem.len())
@@ -144,10 +148,10 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
 
 impl HttpClient {
     /// A client with the system's trust roots (or the bundled Mozilla roots when the
-    /// system has none), `connect_timeout`, and the proxies of the process environment (a
+    /// system has none), `connect_timeout`, the proxies of the process environment (a
     /// variable that is not a usable proxy URL is ignored with a warning: the destinations
-    /// it covers are reached directly).
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// it covers are reached directly), and `egress` checking every destination.
+    pub fn new(connect_timeout: Duration, egress: Arc<EgressPolicy>) -> Self {
         let proxies = match Proxies::from_setting(&ProxySetting::Environment, None, &process_env) {
             Ok(proxies) => proxies,
             // Not reached: the environment's problems are warnings.
@@ -159,7 +163,7 @@ impl HttpClient {
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(system_roots())
             .with_no_client_auth();
-        Self::build(connect_timeout, proxies, tls)
+        Self::build(connect_timeout, egress, proxies, tls)
     }
 
     /// A client of `options`: its proxy, extra trust roots and client certificate.
@@ -190,17 +194,25 @@ impl HttpClient {
                     .map_err(|e| ClientError::ClientIdentity(e.to_string()))?
             }
         };
-        Ok(Self::build(options.connect_timeout, proxies, tls))
+        Ok(Self::build(
+            options.connect_timeout,
+            options.egress.clone(),
+            proxies,
+            tls,
+        ))
     }
 
-    fn build(connect_timeout: Duration, proxies: Proxies, mut tls: rustls::ClientConfig) -> Self {
+    fn build(
+        connect_timeout: Duration,
+        egress: Arc<EgressPolicy>,
+        proxies: Proxies,
+        mut tls: rustls::ClientConfig,
+    ) -> Self {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        // The connector is given https URIs too: TLS is layered on its connections.
-        http.enforce_http(false);
-        let connector = ProxyConnector::new(http, Arc::new(tls), proxies.clone());
+        // TLS is layered on the connections it makes to https destinations.
+        let destination = TcpConnector::new(egress, connect_timeout);
+        let connector =
+            ProxyConnector::new(destination, connect_timeout, Arc::new(tls), proxies.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -247,13 +259,19 @@ impl HttpClient {
         let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let work = async {
-            let response = self
-                .request(request)
-                .await
-                .map_err(|e| ExchangeError::Unreachable {
-                    origin: origin.clone(),
-                    detail: chain(&e),
-                })?;
+            let response =
+                self.request(request)
+                    .await
+                    .map_err(|e| match ConnectError::refusal_in(&e) {
+                        Some(refusal) => ExchangeError::Denied {
+                            origin: origin.clone(),
+                            reason: refusal.to_string(),
+                        },
+                        None => ExchangeError::Unreachable {
+                            origin: origin.clone(),
+                            detail: chain(&e),
+                        },
+                    })?;
             let (parts, body) = response.into_parts();
             let bytes = Limited::new(body, max_body)
                 .collect()
@@ -280,6 +298,9 @@ impl HttpClient {
 pub enum ExchangeError {
     #[error("cannot reach {origin}: {detail}")]
     Unreachable { origin: String, detail: String },
+    /// The egress policy refused the destination; `reason` names the class of address.
+    #[error("cannot reach {origin}: {reason}")]
+    Denied { origin: String, reason: String },
     #[error("{origin} did not answer within {limit:?}")]
     Timeout { origin: String, limit: Duration },
     #[error("the answer from {origin} could not be read, or is larger than {max_body} bytes")]
@@ -294,8 +315,8 @@ pub struct HttpView<'a> {
     pub limits: &'a Limits,
     /// Requests sent so far in this invocation.
     pub sent: &'a mut u32,
-    /// Time spent in host calls, excluded from the CPU limit.
-    pub host_time: &'a mut Duration,
+    /// The invocation's CPU clock: the time this capability waits is not charged.
+    pub(crate) cpu: &'a CpuClock,
 }
 
 struct HasHttp;
@@ -476,9 +497,14 @@ impl HttpView<'_> {
                         ))));
                     }
                     Ok(Err(e)) => {
-                        let detail = chain(&e);
                         let target = self.client.describe(&url);
-                        return Ok(Err(if detail.contains("timed out") {
+                        // The address refused goes to the operator's log only (the
+                        // connector logged it); the tenant learns its class.
+                        if let Some(refusal) = ConnectError::refusal_in(&e) {
+                            return Ok(Err(denied(format!("cannot reach {target}: {refusal}"))));
+                        }
+                        let detail = chain(&e);
+                        return Ok(Err(if ConnectError::is_timeout_in(&e) {
                             timeout(format!("cannot connect to {target}: {detail}"))
                         } else {
                             internal(format!("cannot reach {target}: {detail}"))
@@ -599,9 +625,8 @@ impl wit::Host for HttpView<'_> {
         if let Ok(url) = Url::parse(&request.url) {
             tracing::Span::current().record("destination", origin(&url));
         }
-        let started = Instant::now();
-        let outcome = self.send_request(request).await;
-        *self.host_time += started.elapsed();
+        let clock = self.cpu;
+        let outcome = Timed::host(self.send_request(request), clock).await;
         if let Ok(Err(e)) = &outcome {
             tracing::debug!(error = ?e, "request refused or failed");
         }

@@ -1,7 +1,10 @@
 //! `junction:connector/log`: guest log lines become host tracing events tagged with the
-//! connector. A per-invocation byte budget keeps a chatty connector from flooding the log.
+//! connector, with the connection's secrets scrubbed (a connector shown a field through
+//! `reveal-fields` may log it). A per-invocation byte budget keeps a chatty connector from
+//! flooding the log.
 
 use crate::runtime::bindings::v0_1_0::junction::connector::log::{self, Level};
+use crate::runtime::connection::PreparedConnection;
 use crate::runtime::limits::ConnectorId;
 use crate::runtime::state::InvocationState;
 use tracing::instrument;
@@ -11,6 +14,8 @@ use wasmtime::component::{HasData, Linker};
 #[derive(Debug)]
 pub struct LogView<'a> {
     pub connector: &'a ConnectorId,
+    /// Whose secrets are scrubbed from the lines.
+    pub connection: &'a PreparedConnection,
     /// Bytes the guest may still log.
     pub budget: &'a mut usize,
 }
@@ -55,7 +60,11 @@ impl log::Host for LogView<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let was_open = *self.budget > 0;
         if let Some(text) = take_budget(self.budget, &message) {
-            emit(self.connector, level, text);
+            emit(
+                self.connector,
+                level,
+                &self.connection.scrub_str(text.to_owned()),
+            );
         }
         if was_open && *self.budget == 0 {
             tracing::warn!(

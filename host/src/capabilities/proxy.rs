@@ -19,9 +19,10 @@
 //! Proxy credentials (a proxy URL's user information) are secrets: no message, log line or
 //! `Debug` output shows them; a proxy is named by its origin, `http://host:port`.
 
+use crate::egress::{self, EgressPolicy, TcpConnector};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use std::fmt;
@@ -302,9 +303,14 @@ impl Proxies {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why a connection could not be made. The messages name no credential.
+/// Why a connection could not be made. The messages name no credential, and no address the
+/// egress policy refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The egress policy refused the destination, or its name could not be resolved for
+    /// the check.
+    #[error("{0}")]
+    Egress(#[source] egress::ConnectError),
     /// A direct connection (TCP or TLS) failed.
     #[error(transparent)]
     Direct(BoxError),
@@ -321,6 +327,14 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// An error of the direct connector: the egress connector's own, or TLS's.
+    fn direct(e: BoxError) -> Self {
+        match e.downcast::<egress::ConnectError>() {
+            Ok(e) => Self::Egress(*e),
+            Err(e) => Self::Direct(e),
+        }
+    }
+
     /// An error of the tunnelling TLS connector: I/O errors are its own (the TLS
     /// handshake), others come from the tunnel.
     fn tunnelled(e: BoxError) -> Self {
@@ -333,10 +347,14 @@ impl ConnectError {
 }
 
 /// The connector of [`HttpClient`](super::http::HttpClient): direct, tunnelled or proxied,
-/// per destination (see the module's documentation).
+/// per destination (see the module's documentation). Destinations are checked against the
+/// egress policy; the proxies, which the operator configures, are not.
 #[derive(Clone)]
 pub(crate) struct ProxyConnector {
-    http: HttpConnector,
+    /// To destinations: under the egress policy.
+    destination: TcpConnector,
+    /// To the proxies: unrestricted.
+    to_proxy: TcpConnector,
     tls: Arc<rustls::ClientConfig>,
     proxies: Proxies,
 }
@@ -350,15 +368,40 @@ impl fmt::Debug for ProxyConnector {
 }
 
 impl ProxyConnector {
-    /// `http` makes TCP connections (it must not refuse `https` URIs), `tls` is the client's
-    /// TLS configuration (with its ALPN protocols).
+    /// `destination` connects to destinations under the egress policy, `tls` is the
+    /// client's TLS configuration (with its ALPN protocols); proxies are reached within
+    /// `destination`'s timeout, without the policy.
     pub(crate) fn new(
-        http: HttpConnector,
+        destination: TcpConnector,
+        connect_timeout: std::time::Duration,
         tls: Arc<rustls::ClientConfig>,
         proxies: Proxies,
     ) -> Self {
-        Self { http, tls, proxies }
+        let to_proxy = TcpConnector::new(Arc::new(EgressPolicy::unrestricted()), connect_timeout);
+        Self {
+            destination,
+            to_proxy,
+            tls,
+            proxies,
+        }
     }
+}
+
+/// Checks a destination reached through a proxy before anything is sent to the proxy:
+/// resolved here and checked like a direct one, unless the operator leaves names to the
+/// proxy (then only a destination given as an address is checked).
+async fn check_proxied(policy: &EgressPolicy, dst: &http::Uri) -> Result<(), ConnectError> {
+    if !policy.is_enforced() {
+        return Ok(());
+    }
+    let (host, port) = egress::connect::host_and_port(dst).map_err(ConnectError::Egress)?;
+    if policy.proxy_enforces() && host.parse::<std::net::IpAddr>().is_err() {
+        return Ok(());
+    }
+    egress::resolve_checked(policy, &host, port)
+        .await
+        .map(|_| ())
+        .map_err(ConnectError::Egress)
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<ProxyStream, ConnectError>> + Send>>;
@@ -369,39 +412,47 @@ impl Service<http::Uri> for ProxyConnector {
     type Future = Connecting;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // `HttpConnector` is always ready; each call clones what it needs.
+        // The TCP connectors are always ready; each call clones what it needs.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
         let tls = self.tls.clone();
+        let policy = self.destination.policy().clone();
         match self.proxies.intercept(&dst) {
             None => {
-                let mut direct = HttpsConnector::from((self.http.clone(), tls));
+                let mut direct = HttpsConnector::from((self.destination.clone(), tls));
                 Box::pin(async move {
-                    let stream = direct.call(dst).await.map_err(ConnectError::Direct)?;
+                    let stream = direct.call(dst).await.map_err(ConnectError::direct)?;
                     Ok(ProxyStream::new(stream, false))
                 })
             }
             Some(proxy) if dst.scheme() == Some(&http::uri::Scheme::HTTPS) => {
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.http.clone());
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.to_proxy.clone());
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
                 // TLS with the destination, inside the tunnel.
                 let mut tunnelled = HttpsConnector::from((tunnel, tls));
                 Box::pin(async move {
+                    check_proxied(&policy, &dst).await?;
                     let stream = tunnelled.call(dst).await.map_err(ConnectError::tunnelled)?;
                     Ok(ProxyStream::new(stream, false))
                 })
             }
             Some(proxy) => {
-                let connecting = self.http.call(proxy.uri().clone());
+                let to_proxy = self.to_proxy.clone();
+                let proxy_uri = proxy.uri().clone();
                 Box::pin(async move {
-                    let tcp = connecting
+                    check_proxied(&policy, &dst).await?;
+                    let tcp = to_proxy
+                        .connect(&proxy_uri)
                         .await
                         .map_err(|e| ConnectError::Proxy(e.into()))?;
-                    Ok(ProxyStream::new(MaybeHttpsStream::Http(tcp), true))
+                    Ok(ProxyStream::new(
+                        MaybeHttpsStream::Http(TokioIo::new(tcp)),
+                        true,
+                    ))
                 })
             }
         }

@@ -1,8 +1,10 @@
 //! The WASI a connector gets: enough for Rust's standard library, nothing that reaches the
 //! world. No preopened directory (so no file can be named), no environment variable, no
 //! argument, no socket or name lookup, an empty stdin. Stdout and stderr are captured in
-//! memory and written to the log, tagged with the connector, when the invocation ends.
+//! memory and written to the log, tagged with the connector and with the connection's
+//! secrets scrubbed, when the invocation ends.
 
+use crate::runtime::connection::PreparedConnection;
 use crate::runtime::limits::ConnectorId;
 use crate::runtime::state::InvocationState;
 use wasmtime::component::Linker;
@@ -37,12 +39,18 @@ pub fn sandbox(output_bytes: usize) -> (WasiCtx, CapturedOutput) {
     (ctx, output)
 }
 
+/// Captured bytes as text, the connection's secrets replaced.
+fn scrubbed(bytes: &[u8], connection: &PreparedConnection) -> String {
+    connection.scrub_str(String::from_utf8_lossy(bytes).into_owned())
+}
+
 impl CapturedOutput {
-    /// Writes what the guest printed to the log, one event per line.
-    pub fn flush_to_log(&self, connector: &ConnectorId) {
+    /// Writes what the guest printed to the log, one event per line, without `connection`'s
+    /// secrets.
+    pub fn flush_to_log(&self, connector: &ConnectorId, connection: &PreparedConnection) {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let bytes = pipe.contents();
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            let text = scrubbed(&pipe.contents(), connection);
+            for line in text.lines() {
                 if !line.trim().is_empty() {
                     tracing::info!(target: "junction::guest", connector = %connector, stream, "{line}");
                 }
@@ -50,10 +58,10 @@ impl CapturedOutput {
         }
     }
 
-    /// The message of a Rust panic, if the guest printed one to stderr.
-    pub fn panic_message(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
+    /// The message of a Rust panic, if the guest printed one to stderr, without
+    /// `connection`'s secrets.
+    pub fn panic_message(&self, connection: &PreparedConnection) -> Option<String> {
+        let text = scrubbed(&self.stderr.contents(), connection);
         let start = text.find("panicked at ")?;
         let message: Vec<&str> = text[start..]
             .lines()

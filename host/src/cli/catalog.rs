@@ -501,7 +501,7 @@ impl Tally {
             } else {
                 String::new()
             };
-            println!(
+            crate::outln!(
                 "{verb} {}{unchanged}, failed {}",
                 self.done,
                 self.failed.len()
@@ -544,7 +544,7 @@ async fn publish(client: &Client, files: &[PathBuf], json: bool) -> Result<(), R
                     tally.done += 1;
                 }
                 if !json {
-                    println!("{}{}", tally.prefix(i), published_line(v));
+                    crate::outln!("{}{}", tally.prefix(i), published_line(v));
                 }
                 tally
                     .items
@@ -590,9 +590,11 @@ async fn list(client: &Client, json: bool) -> Result<(), RemoteError> {
     if json {
         print_json(&reply.json);
     } else if reply.value.items.is_empty() {
-        println!("The catalog is empty: publish connectors with `junction connector publish`.");
+        crate::outln!(
+            "The catalog is empty: publish connectors with `junction connector publish`."
+        );
     } else {
-        print!("{}", catalog_table(&reply.value.items));
+        crate::out!("{}", catalog_table(&reply.value.items));
     }
     Ok(())
 }
@@ -624,7 +626,7 @@ async fn show(client: &Client, name: &str, json: bool) -> Result<(), RemoteError
     if json {
         print_json(&reply.json);
     } else {
-        print!("{}", connector_text(&reply.value));
+        crate::out!("{}", connector_text(&reply.value));
     }
     Ok(())
 }
@@ -709,9 +711,9 @@ async fn install_or_upgrade(
             if json {
                 print_json(&json!({ "items": [] }));
             } else if operation == Installation::Install {
-                println!("Nothing to install: every published connector is installed.");
+                crate::outln!("Nothing to install: every published connector is installed.");
             } else {
-                println!("Nothing to upgrade: every installed connector is up to date.");
+                crate::outln!("Nothing to upgrade: every installed connector is up to date.");
             }
             return Ok(());
         }
@@ -745,7 +747,7 @@ async fn install_or_upgrade(
                         &reply.value,
                         active_before(&target.name).as_deref(),
                     );
-                    println!("{}{line}", tally.prefix(i));
+                    crate::outln!("{}{line}", tally.prefix(i));
                 }
                 tally
                     .items
@@ -801,7 +803,7 @@ async fn rollback(client: &Client, target: &str, json: bool) -> Result<(), Remot
     if json {
         print_json(&reply.json);
     } else {
-        println!(
+        crate::outln!(
             "{}",
             change_line(Installation::Rollback, &reply.value, before.as_deref())
         );
@@ -822,7 +824,7 @@ async fn skip(client: &Client, target: &str, skip: bool, json: bool) -> Result<(
             Some(v) => format!(" (upgrade available: {})", clean(v)),
             None => String::new(),
         };
-        println!(
+        crate::outln!(
             "{} {} {}{upgrade}",
             if skip { "skipped" } else { "unskipped" },
             clean(&name),
@@ -842,7 +844,7 @@ async fn policy_show(client: &Client, tenant: Option<&str>, json: bool) -> Resul
     if json {
         print_json(&reply.json);
     } else {
-        print!("{}", policy_text(&reply.value));
+        crate::out!("{}", policy_text(&reply.value));
     }
     Ok(())
 }
@@ -1014,8 +1016,8 @@ async fn policy_set(client: &Client, args: &PolicySetArgs, json: bool) -> Result
     if json {
         print_json(&reply.json);
     } else {
-        println!("Updated the policy of tenant {}:", clean(&args.tenant));
-        print!("{}", policy_text(&reply.value));
+        crate::outln!("Updated the policy of tenant {}:", clean(&args.tenant));
+        crate::out!("{}", policy_text(&reply.value));
     }
     Ok(())
 }
@@ -1182,7 +1184,7 @@ async fn oauth_app_set(
     if json {
         print_json(&reply.json);
     } else {
-        println!(
+        crate::outln!(
             "Set the OAuth app of tenant {} for {}",
             clean(&args.tenant),
             clean(&oauth_app_text(&reply.value))
@@ -1204,7 +1206,7 @@ async fn oauth_app_remove(
     if json {
         print_json(&json!({"removed": {"tenant_id": tenant, "connector": connector}}));
     } else {
-        println!(
+        crate::outln!(
             "Removed the OAuth app of tenant {} for {}.",
             clean(tenant),
             clean(connector)

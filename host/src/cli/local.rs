@@ -1,6 +1,7 @@
 //! Options shared by the commands that run a component locally.
 
 use crate::credentials::Secret;
+use crate::egress::EgressPolicy;
 use crate::runtime::{ConnectionSpec, Limits};
 use clap::Args;
 use std::path::PathBuf;
@@ -111,9 +112,26 @@ pub struct LimitArgs {
     /// Largest outbound response body, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 10)]
     pub max_response_mib: usize,
+    /// An address range the connector's requests may reach besides the public internet and
+    /// this machine's loopback (which local runs allow): a CIDR, optionally with a port,
+    /// such as `10.20.0.0/16` or `192.168.1.5/32:8080`. Repeat for several. Private,
+    /// link-local and other special-purpose addresses, and cloud metadata services, are
+    /// refused otherwise, as the service refuses them.
+    #[arg(
+        long = "egress-allow",
+        value_name = "CIDR[:PORT]",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
 }
 
 impl LimitArgs {
+    /// The egress policy of a local run: loopback and the ranges given.
+    pub fn egress(&self) -> Result<EgressPolicy, crate::config::ConfigError> {
+        let allow = crate::config::allow_rules("--egress-allow", &self.egress_allow)?;
+        Ok(EgressPolicy::local(allow))
+    }
+
     pub fn limits(&self) -> Limits {
         let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.001, 86_400.0));
         Limits {

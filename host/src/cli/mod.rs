@@ -1,5 +1,25 @@
 //! The `junction` command line.
 
+/// Writes the commands' output to stdout, like `print!`/`println!`, except that a closed
+/// pipe (`junction inspect x.wasm | head`) ends the command quietly instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!($($arg)*))
+    };
+}
+
+/// [`out!`] with a newline.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::emit(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod catalog;
 pub mod client;
 mod local;
@@ -75,6 +95,7 @@ pub enum Command {
             conflicts_with_all = [
                 "connection_file", "auth", "fields", "field_env", "access_token_env",
                 "timeout", "cpu_time", "memory_mib", "max_requests", "max_response_mib",
+                "egress_allow",
             ]
         )]
         remote: Option<String>,
@@ -183,3 +204,18 @@ Writing a connector:
   junction new my-api && cd my-api && cargo build --release
   junction inspect target/wasm32-wasip2/release/my_api.wasm
   junction invoke target/wasm32-wasip2/release/my_api.wasm hello --input '{\"name\":\"Ada\"}'";
+
+/// Writes `text` to stdout. When the reader has gone (a closed pipe) the command's output
+/// is no longer wanted: the process ends with status 0, as `head` expects; any other write
+/// error ends it with status 2 and says why.
+pub fn emit(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(2);
+    }
+}

@@ -44,6 +44,10 @@ pub struct ServerArgs {
         value_parser = parse_secret
     )]
     pub token: Option<Secret>,
+    /// Send the token over plain http to a host that is not this machine. Without it the
+    /// command refuses: anyone on the network path could read the token. Prefer https://.
+    #[arg(long, global = true, display_order = 102)]
+    pub insecure: bool,
 }
 
 fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
@@ -57,8 +61,36 @@ impl ServerArgs {
             .token
             .as_ref()
             .filter(|t| !t.expose().trim().is_empty());
+        if token.is_some() && !self.insecure {
+            plain_http_refusal(&self.server)?;
+        }
         Client::new(&self.server, token).map_err(|e| RemoteError::Usage(e.to_string()))
     }
+}
+
+/// Refuses a plain http address that is not this machine's: a token sent there crosses a
+/// network in clear.
+fn plain_http_refusal(server: &str) -> Result<(), RemoteError> {
+    let base =
+        crate::cli::client::parse_server(server).map_err(|e| RemoteError::Usage(e.to_string()))?;
+    let Ok(url) = url::Url::parse(&base) else {
+        return Ok(());
+    };
+    let local = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    };
+    if url.scheme() == "http" && !local {
+        return Err(RemoteError::Usage(format!(
+            "refusing to send the API token over plain http to {base}: anyone on the network path could read it. Use an https:// address (TLS in front of the service), or pass --insecure if this network is trusted"
+        )));
+    }
+    Ok(())
 }
 
 /// Examples shown by `junction connection --help`.
@@ -476,7 +508,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<(), Rem
         mask_env_fields(&mut shown, &fields.from_env);
         print_json(&shown);
     } else {
-        println!("Created connection {}.", clean(&reply.value.id));
+        crate::outln!("Created connection {}.", clean(&reply.value.id));
         print_connection(&reply.value, &fields.from_env);
     }
     match &reply.value.authorization {
@@ -498,7 +530,7 @@ async fn reconnect(
     if json {
         print_json(&reply.json);
     } else if reply.value.authorization.is_none() {
-        println!(
+        crate::outln!(
             "Reconnected {}: {}",
             clean(id),
             health_text(&reply.value.health)
@@ -507,7 +539,7 @@ async fn reconnect(
     match &reply.value.authorization {
         Some(a) if !no_wait && !json => await_consent(client, &reply.value, a).await,
         Some(a) if !json => {
-            println!(
+            crate::outln!(
                 "Open this URL in a browser to authorize the connection:\n  {}",
                 clean(&a.url)
             );
@@ -525,7 +557,7 @@ async fn await_consent(
     authorization: &crate::cli::client::Authorization,
 ) -> Result<(), RemoteError> {
     use std::io::Write as _;
-    println!(
+    crate::outln!(
         "\nOpen this URL in a browser to authorize the connection (it works once, until {}):\n  {}\n\
          The provider sends you back to {}; that address must be registered in the OAuth app.",
         clean(&authorization.expires_at),
@@ -551,7 +583,7 @@ async fn await_consent(
         if changed {
             eprintln!();
             if now.health.is_healthy() {
-                println!(
+                crate::outln!(
                     "Authorized: {} is {}.",
                     clean(&now.id),
                     health_text(&now.health)
@@ -652,10 +684,10 @@ async fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), Remote
         })
         .collect::<Result<Vec<Connection>, _>>()?;
     if connections.is_empty() {
-        println!("No connections.");
+        crate::outln!("No connections.");
         return Ok(());
     }
-    print!("{}", table(&connections));
+    crate::out!("{}", table(&connections));
     if cursor.is_some() {
         eprintln!("(more connections exist: raise --limit, or use --json for the next cursor)");
     }
@@ -734,7 +766,7 @@ async fn test(client: &Client, id: &str, json: bool) -> Result<(), RemoteError> 
     if json {
         print_json(&reply.json);
     } else {
-        println!("{}: {}", clean(id), health_text(health));
+        crate::outln!("{}: {}", clean(id), health_text(health));
     }
     if health.is_healthy() {
         Ok(())
@@ -755,7 +787,7 @@ async fn delete(client: &Client, id: &str, json: bool) -> Result<(), RemoteError
     if json {
         print_json(&serde_json::json!({"deleted": id}));
     } else {
-        println!("Deleted connection {}.", clean(id));
+        crate::outln!("Deleted connection {}.", clean(id));
     }
     Ok(())
 }
@@ -763,7 +795,7 @@ async fn delete(client: &Client, id: &str, json: bool) -> Result<(), RemoteError
 /// `key: value` lines for one connection. Fields read from the environment show the
 /// variable's name, never the value.
 fn print_connection(c: &Connection, from_env: &BTreeMap<String, String>) {
-    print!("{}", connection_text(c, from_env));
+    crate::out!("{}", connection_text(c, from_env));
 }
 
 fn connection_text(c: &Connection, from_env: &BTreeMap<String, String>) -> String {
@@ -856,10 +888,26 @@ pub(crate) fn clean(text: &str) -> String {
         .collect()
 }
 
+/// Text of several lines from the service (an error message quoting an upstream API's
+/// body), made safe for a terminal like [`clean`] but with its line breaks and tabs kept
+/// (`\r\n` as `\n`).
+pub(crate) fn clean_text(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn print_json(value: &Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
+        Ok(text) => crate::outln!("{text}"),
+        Err(_) => crate::outln!("{value}"),
     }
 }
 
@@ -896,7 +944,7 @@ fn service_error(client: &Client, e: ClientError, call: Call) -> RemoteError {
     let Some((status, api)) = e.api() else {
         return transport_error(&e);
     };
-    let mut message = format!("[{}] {}", clean(&api.code), clean(&api.message));
+    let mut message = format!("[{}] {}", clean(&api.code), clean_text(&api.message));
     let detail = |name: &str| api.details.get(name).and_then(Value::as_str);
     for name in ["field", "parameter"] {
         if let Some(v) = detail(name).filter(|v| !api.message.contains(v)) {
@@ -973,6 +1021,58 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn messages_keep_their_line_breaks_and_lose_other_control_characters() {
+        let body = "the upstream API answered 500: line one\r\n\tline two\n\u{1b}[31mred";
+        assert_eq!(
+            clean_text(body),
+            "the upstream API answered 500: line one\n\tline two\n\u{fffd}[31mred"
+        );
+        assert_eq!(
+            clean("a\nb"),
+            "a\u{fffd}b",
+            "one-line fields stay on one line"
+        );
+    }
+
+    #[test]
+    fn a_token_goes_over_plain_http_only_to_this_machine_unless_insecure_is_given() {
+        let args = |server: &str, insecure: bool| ServerArgs {
+            server: server.into(),
+            token: Some(Secret::new("jt_token")),
+            insecure,
+        };
+        for local in [
+            "http://127.0.0.1:7480",
+            "http://[::1]:7480",
+            "localhost:7480",
+            "http://junction.localhost",
+            "https://junction.example.com",
+        ] {
+            assert!(args(local, false).client().is_ok(), "{local}");
+        }
+        for remote in [
+            "http://junction.example.com",
+            "10.0.0.5:7480",
+            "http://[fd00::1]",
+        ] {
+            let refused = args(remote, false).client().expect_err(remote).to_string();
+            assert!(
+                refused.contains("refusing to send the API token over plain http")
+                    && refused.contains("--insecure"),
+                "{refused}"
+            );
+            assert!(args(remote, true).client().is_ok(), "{remote}");
+        }
+        // Without a token there is nothing to protect.
+        let anonymous = ServerArgs {
+            server: "http://junction.example.com".into(),
+            token: None,
+            insecure: false,
+        };
+        assert!(anonymous.client().is_ok());
     }
 
     #[test]

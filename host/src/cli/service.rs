@@ -95,7 +95,7 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             let out = json!({"tenant": tenant, "principal": principal, "token": token});
             // Plain `Display` of a JSON value cannot fail, and this is the only copy of the
             // token: print it, never drop it.
-            println!("{out:#}");
+            crate::outln!("{out:#}");
             Ok(())
         }
         AdminCommand::CreateOperatorToken { name, store } => {
@@ -104,14 +104,14 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             store.close().await;
             let (operator, token) = created?;
             let out = json!({"operator": operator, "token": token.expose()});
-            println!("{out:#}");
+            crate::outln!("{out:#}");
             Ok(())
         }
         AdminCommand::RevokeOperatorTokens { name, store } => {
             let store = open_store(&store).await?;
             let revoked = store.revoke_operator_tokens(&name).await;
             store.close().await;
-            println!("revoked {} token(s) of operator `{name}`", revoked?);
+            crate::outln!("revoked {} token(s) of operator `{name}`", revoked?);
             Ok(())
         }
         AdminCommand::CreateOperator { name, store } => {
@@ -121,7 +121,7 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             let (operator, token) = created?;
             let out = json!({"operator": operator, "token": token.expose()});
             // As for create-tenant: the only copy of the token, printed.
-            println!("{out:#}");
+            crate::outln!("{out:#}");
             Ok(())
         }
     }
@@ -144,7 +144,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {
     match command {
         KeysCommand::Generate => {
             let (_, encoded) = MasterKey::generate()?;
-            println!("{}", encoded.as_str());
+            crate::outln!("{}", encoded.as_str());
             Ok(())
         }
         KeysCommand::Rotate { store } => {
@@ -163,7 +163,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), ServiceCommandError> {
             let (mut store, _) = Store::open(&config, Some(&lock)).await?;
             let report = store.rotate_key(&key_file).await?;
             store.close().await;
-            println!(
+            crate::outln!(
                 "rotated: {} secret values re-encrypted; key {} replaced by {} in {}",
                 report.values,
                 report.old_key_id,

@@ -150,6 +150,7 @@ pub fn check(
         fields: all,
         access_token: None,
         token_source: Some(Arc::new(NotAuthorized)),
+        owner: None,
     };
     let prepared = PreparedConnection::prepare(manifest, &spec).map_err(|e| {
         let field = match &e {
@@ -200,24 +201,29 @@ pub fn check(
 
 /// Resolves the references a request gives, so a wrong one is refused before anything is
 /// saved: a reference that points nowhere is a 400 on its field; a store that cannot be
-/// read is a 502 naming the store and the cause.
+/// read is a 502 naming the store and the cause. Each reference's path is made canonical
+/// in place: that is what is stored.
 ///
 /// Pointing a field at a store is an administrator's act: whoever may reference a vault
 /// path may send its value to a host of their choosing (a connection's `base_url`), so that
 /// right must be as strong as reading the vault. A store the tenant may not use answers as
-/// one that does not exist.
+/// one that does not exist, and a path outside the tenant's prefix in the store as a path
+/// that holds nothing.
 pub async fn resolve_given(
     service: &Service,
     caller: &Caller,
-    refs: &BTreeMap<String, CredentialRef>,
+    refs: &mut BTreeMap<String, CredentialRef>,
 ) -> Result<BTreeMap<String, Secret>, ApiError> {
     let mut resolved = BTreeMap::new();
     if !refs.is_empty() {
         caller.require_admin("point a secret field at a credential store")?;
     }
-    for (name, r) in refs {
-        let found = match service.vaults.open_to(&r.store, &caller.tenant.id) {
-            Ok(()) => service.vaults.resolve(r).await,
+    for (name, r) in refs.iter_mut() {
+        let found = match service.vaults.reference_for(r, &caller.tenant.id) {
+            Ok(canonical) => {
+                *r = canonical;
+                service.vaults.resolve(r).await
+            }
             Err(e) => Err(e),
         };
         match found {
@@ -283,8 +289,10 @@ pub async fn secrets_of(
     let mut secrets = service.store.connection_secrets(&record.id).await?;
     let mut uses = Vec::new();
     for (field, r) in &record.secret_refs {
-        let found = match service.vaults.open_to(&r.store, &record.tenant_id) {
-            Ok(()) => service.vaults.resolve(r).await,
+        // Checked again at every use: the operator may have closed the store to the
+        // tenant, or narrowed its prefix, since the reference was given.
+        let found = match service.vaults.reference_for(r, &record.tenant_id) {
+            Ok(canonical) => service.vaults.resolve(&canonical).await,
             Err(e) => Err(e),
         };
         match found {
@@ -301,6 +309,29 @@ pub async fn secrets_of(
         }
     }
     Ok(Ok((secrets, uses)))
+}
+
+/// A connection's secret values for running its OAuth grant (a code exchange, a
+/// reconnect): those stored and those its references resolve to. A value that cannot be
+/// had is the API error saying why: 502 `credential_store_unavailable` for a store that
+/// cannot be read, 409 with the failure's code for a reference that no longer resolves.
+pub async fn grant_secrets(
+    service: &Service,
+    record: &ConnectionRecord,
+) -> Result<BTreeMap<String, Secret>, ApiError> {
+    match secrets_of(service, record).await? {
+        Ok((secrets, _)) => Ok(secrets),
+        Err(failure) => {
+            let (status, code) = match failure {
+                CredentialFailure::Unavailable { .. } => (
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "credential_store_unavailable",
+                ),
+                _ => (axum::http::StatusCode::CONFLICT, failure.code()),
+            };
+            Err(ApiError::new(status, code, failure.to_string()))
+        }
+    }
 }
 
 /// Stands in for the token source when a connection is only checked against its
@@ -603,6 +634,8 @@ pub async fn prepare(
         fields,
         access_token: None,
         token_source,
+        // The tenant's invocations share the instance slots fairly with other tenants'.
+        owner: Some(Arc::from(record.tenant_id.as_str())),
     };
     Ok(loaded
         .connector
@@ -855,6 +888,11 @@ pub async fn test(service: &Service, record: &ConnectionRecord) -> Result<Health
         service.runtime.test_connection(&loaded.connector, prepared)
     })
     .await?;
+    // A test that could not get an instance says nothing of the connection: its health
+    // stays as it was.
+    if let Err(e @ InvokeError::Busy { .. }) = &result {
+        return Err(ApiError::busy(e.to_string()));
+    }
     let health = match (&result, connection) {
         (Err(e @ InvokeError::Connection { .. }), None) => Health {
             status: HealthStatus::Failing,
@@ -1025,6 +1063,10 @@ pub async fn health_loop(
                     health = health.status.as_str(),
                     "health check"
                 ),
+                // The instances are all busy: check it at a later round.
+                Err(e) if e.code == "busy" => {
+                    tracing::info!(connection = %record.id, "health check put off: every instance is busy");
+                }
                 Err(e) => {
                     tracing::warn!(connection = %record.id, error = %e.message, "health check failed");
                     // A connector that is not loaded: record it so the loop moves on.

@@ -325,6 +325,7 @@ mod tests {
                     ..EngineOptions::default()
                 },
                 Limits::default(),
+                std::sync::Arc::new(crate::egress::EgressPolicy::new(Vec::new())),
             )
             .unwrap()
         })

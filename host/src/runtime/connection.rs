@@ -6,6 +6,7 @@ use crate::auth::{self, AuthError};
 use crate::capabilities::allowed_hosts::{AllowList, AllowListError, placeholders};
 use crate::credentials::scrub::Scrubber;
 use crate::credentials::{Credentials, Secret, TokenSource};
+use crate::runtime::slots::SlotOwner;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -30,6 +31,11 @@ pub struct ConnectionSpec {
     /// from (kept renewed by the host).
     #[serde(skip)]
     pub token_source: Option<Arc<dyn TokenSource>>,
+    /// Who the connection's invocations run for (its tenant's id): they share the
+    /// engine's instance slots fairly with other owners' ([`super::slots`]). `None`: the
+    /// local owner of the command-line runs.
+    #[serde(skip)]
+    pub owner: Option<SlotOwner>,
 }
 
 /// Why a connection does not fit a connector. Never contains a value.
@@ -61,6 +67,7 @@ pub struct PreparedConnection {
     allow: AllowList,
     scrubber: Scrubber,
     token_source: Option<Arc<dyn TokenSource>>,
+    owner: Option<SlotOwner>,
     /// Tokens handed out while the connection was in use, scrubbed like its secrets.
     issued: Arc<Mutex<Scrubber>>,
     /// The last 401 or 403 an API answered to a request carrying the connection's own
@@ -171,9 +178,15 @@ impl PreparedConnection {
             allow,
             scrubber: Scrubber::new(echoed),
             token_source: spec.token_source.clone(),
+            owner: spec.owner.clone(),
             issued: Arc::default(),
             rejected: Arc::default(),
         })
+    }
+
+    /// Who the connection's invocations run for, for the fair sharing of instance slots.
+    pub fn owner(&self) -> Option<&SlotOwner> {
+        self.owner.as_ref()
     }
 
     /// Where the current OAuth access token comes from, when the host manages it.

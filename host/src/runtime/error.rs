@@ -143,11 +143,17 @@ pub enum InvokeError {
         connector: ConnectorId,
         error: super::connection::ConnectionError,
     },
+    /// No instance slot was free within the queue's bound.
+    #[error("{connector}: {error}")]
+    Busy {
+        connector: ConnectorId,
+        error: super::slots::SlotError,
+    },
 }
 
 impl InvokeError {
     /// A stable code: the connector error kind, `limit_<which>`, `trap`, `host`,
-    /// `connection`, `needs_reauthentication`, `credentials_unavailable` or
+    /// `connection`, `busy`, `needs_reauthentication`, `credentials_unavailable` or
     /// `vault_credential_invalid`.
     pub fn code(&self) -> String {
         match self {
@@ -156,6 +162,7 @@ impl InvokeError {
             Self::Trap { .. } => "trap".into(),
             Self::Host { .. } => "host".into(),
             Self::Connection { .. } => "connection".into(),
+            Self::Busy { .. } => "busy".into(),
             Self::Credentials { failure, .. } => failure.code().into(),
         }
     }

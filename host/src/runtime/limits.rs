@@ -25,6 +25,8 @@ pub struct Limits {
     pub redirects: u8,
     /// Bytes of guest log and stdout/stderr kept per invocation.
     pub log_bytes: usize,
+    /// Time an invocation may wait for a free instance slot before it is refused as busy.
+    pub queue_wait: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +41,7 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(30),
             redirects: 5,
             log_bytes: 64 << 10,
+            queue_wait: Duration::from_secs(30),
         }
     }
 }

@@ -5,9 +5,11 @@
 mod artifacts;
 pub mod bindings;
 pub mod connection;
+pub(crate) mod cpu;
 mod error;
 pub mod limits;
 pub mod manifest;
+pub mod slots;
 pub(crate) mod state;
 
 pub use artifacts::{ArtifactCache, LoadOrigin};
@@ -17,12 +19,17 @@ pub use limits::{ConnectorId, LimitExceeded, Limits};
 pub use manifest::Manifest;
 
 use crate::capabilities::{self, http::HttpClient, wasi::CapturedOutput};
+use crate::egress::EgressPolicy;
 use bindings::v0_1_0;
+use slots::{FairSlots, SlotOwner};
 use state::{ConnectorInfo, Environment, InvocationState};
+
+/// The owner of invocations whose connection names none (the command line's).
+static LOCAL_OWNER: std::sync::LazyLock<SlotOwner> =
+    std::sync::LazyLock::new(|| Arc::from("local"));
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
@@ -61,8 +68,7 @@ pub enum RuntimeError {
 struct Shared {
     engine: wasmtime::Engine,
     linker: Linker<InvocationState>,
-    slots: Arc<Semaphore>,
-    max_instances: usize,
+    slots: Arc<FairSlots>,
     max_memory_bytes: usize,
 }
 
@@ -176,8 +182,12 @@ enum Returned {
 }
 
 impl Runtime {
-    /// A runtime with its own engine.
-    pub fn new(options: EngineOptions, limits: Limits) -> Result<Self, RuntimeError> {
+    /// A runtime with its own engine; its connectors' requests are checked against `egress`.
+    pub fn new(
+        options: EngineOptions,
+        limits: Limits,
+        egress: Arc<EgressPolicy>,
+    ) -> Result<Self, RuntimeError> {
         if limits.memory_bytes > options.max_memory_bytes {
             return Err(RuntimeError::MemoryAboveEngineMax {
                 limit: limits.memory_bytes,
@@ -200,12 +210,12 @@ impl Runtime {
             shared: Arc::new(Shared {
                 engine,
                 linker,
-                slots: Arc::new(Semaphore::new(options.max_instances.max(1) as usize)),
-                max_instances: options.max_instances.max(1) as usize,
+                slots: FairSlots::new(options.max_instances.max(1) as usize),
                 max_memory_bytes: options.max_memory_bytes,
             }),
             env: Arc::new(Environment {
-                client: HttpClient::new(limits.connect_timeout),
+                client: HttpClient::new(limits.connect_timeout, egress.clone()),
+                egress,
                 limits,
             }),
         })
@@ -220,10 +230,12 @@ impl Runtime {
                 max: self.shared.max_memory_bytes,
             });
         }
+        let egress = self.env.egress.clone();
         Ok(Self {
             shared: self.shared.clone(),
             env: Arc::new(Environment {
-                client: HttpClient::new(limits.connect_timeout),
+                client: HttpClient::new(limits.connect_timeout, egress.clone()),
+                egress,
                 limits,
             }),
         })
@@ -233,11 +245,32 @@ impl Runtime {
         &self.env.limits
     }
 
+    /// The same engine and limits under another egress policy, with an outbound HTTP
+    /// client of its own.
+    pub fn with_egress(&self, egress: Arc<EgressPolicy>) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            env: Arc::new(Environment {
+                client: HttpClient::new(self.env.limits.connect_timeout, egress.clone()),
+                egress,
+                limits: self.env.limits.clone(),
+            }),
+        }
+    }
+
+    /// The egress policy its connectors' requests are checked against.
+    pub fn egress(&self) -> &Arc<EgressPolicy> {
+        &self.env.egress
+    }
+
     /// Connector instances running now (in this engine, across its runtimes).
     pub fn active_instances(&self) -> usize {
-        self.shared
-            .max_instances
-            .saturating_sub(self.shared.slots.available_permits())
+        self.shared.slots.in_use()
+    }
+
+    /// Invocations waiting for an instance slot now.
+    pub fn queued_invocations(&self) -> usize {
+        self.shared.slots.waiting()
     }
 
     /// Loads a component from a file.
@@ -415,23 +448,34 @@ impl Runtime {
         call: Call<'_>,
     ) -> Result<Returned, InvokeError> {
         let id = connector.id();
+        let owner = connection
+            .owner()
+            .cloned()
+            .unwrap_or_else(|| LOCAL_OWNER.clone());
         let _slot = self
             .shared
             .slots
-            .acquire()
+            .acquire(&owner, self.env.limits.queue_wait)
             .await
-            .map_err(|_| InvokeError::Host {
+            .map_err(|error| InvokeError::Busy {
                 connector: id.clone(),
-                message: "the runtime is shutting down".into(),
+                error,
             })?;
-        let state = InvocationState::new(connector.info.clone(), self.env.clone(), connection);
+        let state =
+            InvocationState::new(connector.info.clone(), self.env.clone(), connection.clone());
+        let clock = state.cpu_clock();
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.memory);
         let cpu = self.env.limits.cpu_time;
+        let wall = self.env.limits.wall_time;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
             if ctx.data().guest_time() >= cpu {
                 Err(limits::LimitExceeded::CpuTime(cpu).into())
+            } else if ctx.data().wall_time() >= wall {
+                // A busy guest meets its wall-clock limit here, at the next tick, whenever
+                // the executor gets round to the timer below.
+                Err(limits::LimitExceeded::WallTime(wall).into())
             } else {
                 // Yield so that a busy guest shares its thread and the wall-clock timeout
                 // can fire.
@@ -439,29 +483,32 @@ impl Runtime {
             }
         });
 
-        let run = async {
-            let instance = connector.pre.instantiate_async(&mut store).await?;
-            let guest = instance.junction_connector_guest();
-            wasmtime::Result::Ok(match call {
-                Call::Manifest => Ok(Returned::Manifest(Box::new(
-                    guest.call_manifest(&mut store).await?,
-                ))),
-                Call::Execute { action, input } => guest
-                    .call_execute(&mut store, action, input)
-                    .await?
-                    .map(Returned::Execute),
-                Call::TestConnection => guest
-                    .call_test_connection(&mut store)
-                    .await?
-                    .map(|()| Returned::Unit),
-            })
-        };
-        let wall = self.env.limits.wall_time;
+        // Only the time this future is polled counts against the CPU limit.
+        let run = cpu::Timed::guest(
+            async {
+                let instance = connector.pre.instantiate_async(&mut store).await?;
+                let guest = instance.junction_connector_guest();
+                wasmtime::Result::Ok(match call {
+                    Call::Manifest => Ok(Returned::Manifest(Box::new(
+                        guest.call_manifest(&mut store).await?,
+                    ))),
+                    Call::Execute { action, input } => guest
+                        .call_execute(&mut store, action, input)
+                        .await?
+                        .map(Returned::Execute),
+                    Call::TestConnection => guest
+                        .call_test_connection(&mut store)
+                        .await?
+                        .map(|()| Returned::Unit),
+                })
+            },
+            &clock,
+        );
         let outcome = tokio::time::timeout(wall, run).await;
         let output = store.data_mut().take_output();
         drop(store);
         if let Some(output) = &output {
-            output.flush_to_log(id);
+            output.flush_to_log(id, &connection);
         }
         match outcome {
             Err(_) => Err(InvokeError::LimitExceeded {
@@ -473,7 +520,7 @@ impl Runtime {
                 connector: id.clone(),
                 error: error.into(),
             }),
-            Ok(Err(trap)) => Err(classify_trap(id, &trap, output.as_ref())),
+            Ok(Err(trap)) => Err(classify_trap(id, &trap, output.as_ref(), &connection)),
         }
     }
 }
@@ -482,6 +529,7 @@ fn classify_trap(
     id: &ConnectorId,
     error: &wasmtime::Error,
     output: Option<&CapturedOutput>,
+    connection: &PreparedConnection,
 ) -> InvokeError {
     if let Some(limit) = error.downcast_ref::<limits::LimitExceeded>() {
         return InvokeError::LimitExceeded {
@@ -496,7 +544,7 @@ fn classify_trap(
         };
     }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        let message = match output.and_then(CapturedOutput::panic_message) {
+        let message = match output.and_then(|o| o.panic_message(connection)) {
             Some(panic) => format!("{panic} ({trap})"),
             None => trap.to_string(),
         };

@@ -2,6 +2,7 @@
 //! the store, so nothing carries over between invocations, connections or tenants.
 
 use super::connection::PreparedConnection;
+use super::cpu::CpuClock;
 use super::limits::{ConnectorId, LimitExceeded, Limits};
 use super::manifest::Manifest;
 use crate::capabilities::connection::ConnectionView;
@@ -21,10 +22,12 @@ pub(crate) struct ConnectorInfo {
     pub manifest: Manifest,
 }
 
-/// What a runtime gives every invocation: the outbound client and the limits.
+/// What a runtime gives every invocation: the outbound client (under the egress policy)
+/// and the limits.
 #[derive(Debug)]
 pub(crate) struct Environment {
     pub client: HttpClient,
+    pub egress: Arc<crate::egress::EgressPolicy>,
     pub limits: Limits,
 }
 
@@ -65,8 +68,9 @@ pub struct InvocationState {
     output: Option<CapturedOutput>,
     table: ResourceTable,
     pub(crate) memory: MemoryCap,
+    cpu: Arc<CpuClock>,
+    /// When the invocation got its slot: the wall-clock limit counts from here.
     started: Instant,
-    host_time: Duration,
     requests_sent: u32,
     log_budget: usize,
 }
@@ -87,16 +91,26 @@ impl InvocationState {
             output: None,
             table: ResourceTable::new(),
             memory,
+            cpu: Arc::default(),
             started: Instant::now(),
-            host_time: Duration::ZERO,
             requests_sent: 0,
             log_budget,
         }
     }
 
-    /// Time spent running guest code so far: wall time minus time in host calls.
+    /// Time spent running guest code so far ([`CpuClock`]).
     pub(crate) fn guest_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
+        self.cpu.guest_time()
+    }
+
+    /// Time since the invocation got its slot, host calls and waits included.
+    pub(crate) fn wall_time(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The clock the invocation's polls are timed on.
+    pub(crate) fn cpu_clock(&self) -> Arc<CpuClock> {
+        self.cpu.clone()
     }
 
     /// What the guest printed, if it used WASI at all.
@@ -110,7 +124,7 @@ impl InvocationState {
             connection: &self.connection,
             limits: &self.env.limits,
             sent: &mut self.requests_sent,
-            host_time: &mut self.host_time,
+            cpu: &self.cpu,
         }
     }
 
@@ -124,6 +138,7 @@ impl InvocationState {
     pub(crate) fn log_view(&mut self) -> LogView<'_> {
         LogView {
             connector: &self.connector.id,
+            connection: &self.connection,
             budget: &mut self.log_budget,
         }
     }

@@ -198,6 +198,19 @@ fn fields_json(fields: &BTreeMap<String, String>) -> Result<String, StoreError> 
 }
 
 impl Store {
+    /// How many connections of each tenant reference each credential store:
+    /// `(store, tenant id, connections)`.
+    pub async fn credential_store_usage(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT r.store, c.tenant_id, COUNT(DISTINCT r.connection_id) \
+             FROM connection_secret_refs r JOIN connections c ON c.id = r.connection_id \
+             GROUP BY r.store, c.tenant_id ORDER BY r.store, c.tenant_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     async fn write_secrets(
         &self,
         tx: &mut super::Tx<'_>,

@@ -21,7 +21,7 @@ pub use connections::{
 };
 pub use invocations::{InvocationError, InvocationFilter, InvocationLog, InvocationRecord};
 pub use keys::{KeySource, RotateReport};
-pub use oauth::{PendingAuthorization, StateLookup, StoredTokens, Tokens};
+pub use oauth::{PendingAuthorization, StartLookup, StateLookup, StoredTokens, Tokens};
 pub use tenancy::{Folder, FolderKind, Grant, NewToken, Permissions, Principal, Role, Tenant};
 
 use crate::credentials::at_rest::{KeyError, MasterKey, random_bytes};

@@ -1,5 +1,6 @@
 //! OAuth 2.0 state: each connection's tokens, sealed, and the authorizations waiting for a
-//! user's consent (the `state` sent to the provider and the PKCE verifier kept server-side).
+//! user's consent (the `state` sent to the provider, the start link handed to the user,
+//! the browser that continued from it, and the PKCE verifier kept server-side).
 
 use super::{Store, StoreError, Timestamp};
 use crate::credentials::Secret;
@@ -19,6 +20,10 @@ pub(super) fn state_aad(connection_id: &str, state_hash: &[u8]) -> Vec<u8> {
     aad.extend_from_slice(state_hash);
     aad
 }
+
+/// The columns of a pending authorization.
+const SELECT_PENDING: &str = "SELECT state_hash, connection_id, tenant_id, principal_id, key_id, \
+     nonce, ciphertext, created_at, expires_at, used_at, binding_hash FROM oauth_states";
 
 /// A connection's tokens.
 #[derive(Debug, Clone)]
@@ -65,7 +70,28 @@ pub struct PendingAuthorization {
     pub tenant_id: String,
     pub principal_id: String,
     pub pkce_verifier: Secret,
+    /// The provider's authorization URL (with the `state` and the PKCE challenge), where
+    /// the start page sends the browser.
+    pub authorize_url: Secret,
     pub created_at: Timestamp,
+}
+
+/// What is sealed in a pending authorization's row.
+#[derive(Serialize, Deserialize)]
+struct SealedStart<'a> {
+    verifier: &'a str,
+    authorize_url: &'a str,
+}
+
+/// An authorization as its start link finds it.
+#[derive(Debug)]
+pub struct StartLookup {
+    pub pending: PendingAuthorization,
+    pub expires_at: Timestamp,
+    pub used: bool,
+    /// The SHA-256 of the cookie value of the browser that continued from the start page,
+    /// once one did.
+    pub binding_hash: Option<Vec<u8>>,
 }
 
 /// What a callback's `state` turned out to be.
@@ -77,6 +103,9 @@ pub enum StateLookup {
     Unknown,
     /// It was used already: a replayed callback.
     Used,
+    /// Valid, but this browser did not continue from the start page (it holds no binding
+    /// cookie of this authorization): left as it is, for the browser that did.
+    NotThisBrowser,
     /// Started, but too long ago.
     Expired,
 }
@@ -210,17 +239,25 @@ impl Store {
     }
 
     /// Records an authorization started by `principal_id` for a connection; `state_hash` is
-    /// the SHA-256 of the `state` sent to the provider.
+    /// the SHA-256 of the `state` sent to the provider, `start_hash` that of the start
+    /// link's token.
     pub async fn start_authorization(
         &self,
         state_hash: &[u8],
+        start_hash: &[u8],
         pending: &PendingAuthorization,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let sealed = self.key.seal_secret(
-            &state_aad(&pending.connection_id, state_hash),
-            &pending.pkce_verifier,
-        )?;
+        let payload = Zeroizing::new(
+            serde_json::to_vec(&SealedStart {
+                verifier: pending.pkce_verifier.expose(),
+                authorize_url: pending.authorize_url.expose(),
+            })
+            .map_err(|e| StoreError::Write(e.to_string()))?,
+        );
+        let sealed = self
+            .key
+            .seal(&state_aad(&pending.connection_id, state_hash), &payload)?;
         // Authorizations older than a day are of no use, even to tell a replay apart.
         let cutoff = Timestamp(Timestamp::now().0 - 24 * 3600 * 1000);
         let mut tx = self.pool.begin().await?;
@@ -229,10 +266,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO oauth_states (state_hash, connection_id, tenant_id, principal_id, key_id, \
-             nonce, ciphertext, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO oauth_states (state_hash, start_hash, connection_id, tenant_id, \
+             principal_id, key_id, nonce, ciphertext, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(state_hash)
+        .bind(start_hash)
         .bind(&pending.connection_id)
         .bind(&pending.tenant_id)
         .bind(&pending.principal_id)
@@ -247,23 +286,85 @@ impl Store {
         Ok(())
     }
 
-    /// Consumes the authorization whose state hashes to `state_hash`: a state works once.
-    pub async fn take_authorization(&self, state_hash: &[u8]) -> Result<StateLookup, StoreError> {
+    /// The authorization a start link's token hashes to (`start_hash`), used or not.
+    pub async fn authorization_start(
+        &self,
+        start_hash: &[u8],
+    ) -> Result<Option<StartLookup>, StoreError> {
+        let Some(r) = sqlx::query(&format!("{SELECT_PENDING} WHERE start_hash = ?"))
+            .bind(start_hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let used_at: Option<Timestamp> = r.try_get("used_at")?;
+        Ok(Some(StartLookup {
+            pending: self.pending_of(&r)?,
+            expires_at: r.try_get("expires_at")?,
+            used: used_at.is_some(),
+            binding_hash: r.try_get("binding_hash")?,
+        }))
+    }
+
+    /// Binds the authorization of `start_hash` to a browser: `binding_hash` is the SHA-256
+    /// of the cookie value given to it. Only a browser that holds the binding already
+    /// (`presented`) may replace it; the first browser to continue wins. `false` when the
+    /// authorization is used, or bound to another browser.
+    pub async fn bind_authorization(
+        &self,
+        start_hash: &[u8],
+        binding_hash: &[u8],
+        presented: &[Vec<u8>],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<(Option<Vec<u8>>, Option<Timestamp>)> =
+            sqlx::query_as("SELECT binding_hash, used_at FROM oauth_states WHERE start_hash = ?")
+                .bind(start_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let allowed = match current {
+            None | Some((_, Some(_))) => false,
+            Some((None, None)) => true,
+            Some((Some(bound), None)) => presented.contains(&bound),
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE oauth_states SET binding_hash = ? WHERE start_hash = ?")
+            .bind(binding_hash)
+            .bind(start_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Consumes the authorization whose state hashes to `state_hash`, when the browser
+    /// presents its binding (`presented`: the SHA-256 of each binding cookie it sent): a
+    /// state works once, and only in the browser that continued from the start page.
+    pub async fn take_authorization(
+        &self,
+        state_hash: &[u8],
+        presented: &[Vec<u8>],
+    ) -> Result<StateLookup, StoreError> {
         let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
-        let Some(r) = sqlx::query(
-            "SELECT connection_id, tenant_id, principal_id, key_id, nonce, ciphertext, created_at, \
-             expires_at, used_at FROM oauth_states WHERE state_hash = ?",
-        )
-        .bind(state_hash)
-        .fetch_optional(&mut *tx)
-        .await?
+        let Some(r) = sqlx::query(&format!("{SELECT_PENDING} WHERE state_hash = ?"))
+            .bind(state_hash)
+            .fetch_optional(&mut *tx)
+            .await?
         else {
             return Ok(StateLookup::Unknown);
         };
         let used_at: Option<Timestamp> = r.try_get("used_at")?;
         if used_at.is_some() {
             return Ok(StateLookup::Used);
+        }
+        let expires_at: Timestamp = r.try_get("expires_at")?;
+        let binding: Option<Vec<u8>> = r.try_get("binding_hash")?;
+        if expires_at >= now && !binding.is_some_and(|b| presented.contains(&b)) {
+            return Ok(StateLookup::NotThisBrowser);
         }
         let taken = sqlx::query(
             "UPDATE oauth_states SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
@@ -276,26 +377,44 @@ impl Store {
         if taken.rows_affected() != 1 {
             return Ok(StateLookup::Used);
         }
-        let expires_at: Timestamp = r.try_get("expires_at")?;
         if expires_at < now {
             return Ok(StateLookup::Expired);
         }
+        Ok(StateLookup::Pending(self.pending_of(&r)?))
+    }
+
+    /// The authorization of a row of [`SELECT_PENDING`], its sealed part opened.
+    fn pending_of(&self, r: &sqlx::sqlite::SqliteRow) -> Result<PendingAuthorization, StoreError> {
         let connection_id: String = r.try_get("connection_id")?;
+        let state_hash: Vec<u8> = r.try_get("state_hash")?;
         let sealed = Sealed {
             key_id: r.try_get("key_id")?,
             nonce: r.try_get("nonce")?,
             ciphertext: r.try_get("ciphertext")?,
         };
-        let pkce_verifier = self
+        let clear = self
             .key
-            .open_secret(&state_aad(&connection_id, state_hash), &sealed)?;
-        Ok(StateLookup::Pending(PendingAuthorization {
+            .open(&state_aad(&connection_id, &state_hash), &sealed)?;
+        // Rows from before consent links sealed the verifier alone.
+        let (pkce_verifier, authorize_url) = match serde_json::from_slice::<SealedStart<'_>>(&clear)
+        {
+            Ok(start) => (
+                Secret::new(start.verifier),
+                Secret::new(start.authorize_url),
+            ),
+            Err(_) => (
+                Secret::new(String::from_utf8_lossy(&clear).into_owned()),
+                Secret::new(""),
+            ),
+        };
+        Ok(PendingAuthorization {
             connection_id,
             tenant_id: r.try_get("tenant_id")?,
             principal_id: r.try_get("principal_id")?,
             pkce_verifier,
+            authorize_url,
             created_at: r.try_get("created_at")?,
-        }))
+        })
     }
 }
 
@@ -379,13 +498,40 @@ mod tests {
             tenant_id: tenant.id.clone(),
             principal_id: admin.id.clone(),
             pkce_verifier: Secret::new("verifier-1"),
+            authorize_url: Secret::new("https://idp.example.test/authorize?state=s"),
             created_at: Timestamp::now(),
         };
         let later = Timestamp(Timestamp::now().0 + 60_000);
+        let start = [9u8; 32];
         store
-            .start_authorization(&hash, &pending, later)
+            .start_authorization(&hash, &start, &pending, later)
             .await
             .unwrap();
+        // Unbound, the callback is refused and the authorization stays.
+        assert!(matches!(
+            store.take_authorization(&hash, &[]).await.unwrap(),
+            StateLookup::NotThisBrowser
+        ));
+        let browser = vec![1u8; 32];
+        assert!(
+            store
+                .bind_authorization(&start, &browser, &[])
+                .await
+                .unwrap()
+        );
+        // Another browser cannot take it over; the same one may bind again.
+        assert!(
+            !store
+                .bind_authorization(&start, &[2u8; 32], &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .bind_authorization(&start, &browser, std::slice::from_ref(&browser))
+                .await
+                .unwrap()
+        );
 
         store.rotate_key(&dir.join("junction.key")).await.unwrap();
         store.close().await;
@@ -394,16 +540,33 @@ mod tests {
         assert_eq!(read.tokens.access_token.expose(), "at-2");
         assert_eq!(read.tokens.refresh_token.unwrap().expose(), "rt-2");
         assert_eq!(read.version, v1 + 1);
-        match store.take_authorization(&hash).await.unwrap() {
+        let found = store.authorization_start(&start).await.unwrap().unwrap();
+        assert_eq!(
+            found.pending.authorize_url.expose(),
+            "https://idp.example.test/authorize?state=s"
+        );
+        assert!(!found.used);
+        assert!(matches!(
+            store
+                .take_authorization(&hash, &[vec![2u8; 32]])
+                .await
+                .unwrap(),
+            StateLookup::NotThisBrowser
+        ));
+        match store
+            .take_authorization(&hash, std::slice::from_ref(&browser))
+            .await
+            .unwrap()
+        {
             StateLookup::Pending(p) => assert_eq!(p.pkce_verifier.expose(), "verifier-1"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            store.take_authorization(&hash).await.unwrap(),
+            store.take_authorization(&hash, &[browser]).await.unwrap(),
             StateLookup::Used
         ));
         assert!(matches!(
-            store.take_authorization(&[0u8; 32]).await.unwrap(),
+            store.take_authorization(&[0u8; 32], &[]).await.unwrap(),
             StateLookup::Unknown
         ));
         store.close().await;

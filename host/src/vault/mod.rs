@@ -98,9 +98,7 @@ impl CredentialRef {
         if self.key.is_empty() {
             return Some("`key` is empty".into());
         }
-        let segments: Vec<&str> = self.path.split('/').collect();
-        if self.path.trim_matches('/').is_empty()
-            || segments.iter().any(|s| matches!(*s, "." | ".."))
+        if normalise_path(&self.path).is_none()
             || self.path.contains(['?', '#', '\\'])
             || self.path.chars().any(char::is_control)
         {
@@ -111,6 +109,49 @@ impl CredentialRef {
         }
         None
     }
+
+    /// The same reference with its path made canonical ([`normalise_path`]).
+    pub fn normalised(&self) -> Option<Self> {
+        Some(Self {
+            path: normalise_path(&self.path)?,
+            ..self.clone()
+        })
+    }
+}
+
+/// A secret's path made canonical, as the store will read it: percent-escapes decoded
+/// (`%2F` is a `/`), empty and `.` segments dropped, `..` applied. `None` when it is empty
+/// or climbs above the mount, or does not decode to UTF-8 text without control characters.
+pub fn normalise_path(path: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    if decoded.chars().any(char::is_control) {
+        return None;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    (!segments.is_empty()).then(|| segments.join("/"))
+}
+
+/// Which tenants may use a credential store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTenants {
+    /// The operator has not said: no tenant may (a store is closed until the operator
+    /// lists its tenants or writes `"*"`).
+    Unset,
+    /// Every tenant (`tenants = "*"`).
+    All,
+    /// These tenants (ids).
+    Only(Vec<String>),
 }
 
 /// How a store logs in.
@@ -157,16 +198,33 @@ pub struct StoreSettings {
     pub timeout: Duration,
     /// How the store's client reaches the vault, and which certificates it trusts.
     pub client: crate::capabilities::http::ClientOptions,
-    /// The tenants (ids) whose connections may reference the store; `None`: every tenant.
-    pub tenants: Option<Vec<String>>,
+    /// The tenants whose connections may reference the store.
+    pub tenants: StoreTenants,
+    /// Where each tenant's secrets live in the store, such as `tenants/{tenant_id}/`: a
+    /// tenant's references must point below its own prefix.
+    pub path_prefix: Option<String>,
 }
 
 impl StoreSettings {
     /// Whether connections of tenant `tenant` (an id) may reference this store.
     pub fn open_to(&self, tenant: &str) -> bool {
-        self.tenants
-            .as_ref()
-            .is_none_or(|t| t.iter().any(|id| id == tenant))
+        match &self.tenants {
+            StoreTenants::Unset => false,
+            StoreTenants::All => true,
+            StoreTenants::Only(ids) => ids.iter().any(|id| id == tenant),
+        }
+    }
+
+    /// Whether the canonical `path` lies below `tenant`'s prefix (always, without one).
+    fn within_prefix(&self, tenant: &str, path: &str) -> bool {
+        let Some(template) = &self.path_prefix else {
+            return true;
+        };
+        let Some(prefix) = normalise_path(&template.replace("{tenant_id}", tenant)) else {
+            return false;
+        };
+        path.strip_prefix(&prefix)
+            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
     }
 }
 
@@ -296,13 +354,32 @@ impl CredentialStores {
         }
     }
 
-    /// Refuses a store that `tenant`'s connections may not reference, exactly as one that
-    /// does not exist.
-    pub fn open_to(&self, store: &str, tenant: &str) -> Result<(), ResolveError> {
-        match self.stores.get(store) {
-            Some(s) if s.settings().open_to(tenant) => Ok(()),
-            _ => Err(self.unknown(store, Some(tenant))),
+    /// The reference `r` as connections of `tenant` may use it: its path made canonical
+    /// ([`normalise_path`]). A store the tenant may not use is refused exactly as one that
+    /// does not exist, and a path outside the tenant's prefix exactly as a path where the
+    /// store holds nothing.
+    pub fn reference_for(
+        &self,
+        r: &CredentialRef,
+        tenant: &str,
+    ) -> Result<CredentialRef, ResolveError> {
+        let settings = match self.stores.get(&r.store) {
+            Some(s) if s.settings().open_to(tenant) => s.settings(),
+            _ => return Err(self.unknown(&r.store, Some(tenant))),
+        };
+        if let Some(problem) = r.problem() {
+            return Err(ResolveError::BadReference { problem });
         }
+        let normalised = r.normalised().ok_or_else(|| ResolveError::BadReference {
+            problem: format!("`path` `{}` is not a secret's path", r.path),
+        })?;
+        if !settings.within_prefix(tenant, &normalised.path) {
+            return Err(ResolveError::NotFound {
+                store: r.store.clone(),
+                path: r.path.clone(),
+            });
+        }
+        Ok(normalised)
     }
 
     /// The value `r` points at: from the cache, or read from its store.
@@ -410,5 +487,105 @@ mod tests {
         assert!(CredentialRef::parse("corp:../sys/x#k").is_none());
         assert!(CredentialRef::parse(":a#k").is_none());
         assert!(CredentialRef::parse("corp:a#").is_none());
+    }
+}
+
+#[cfg(test)]
+mod scoping {
+    use super::*;
+    use crate::capabilities::http::ClientOptions;
+    use crate::egress::EgressPolicy;
+
+    fn settings(tenants: StoreTenants, path_prefix: Option<&str>) -> StoreSettings {
+        StoreSettings {
+            name: "corp".into(),
+            address: Url::parse("http://127.0.0.1:8200").unwrap(),
+            auth: StoreAuth::Token(Secret::new("t")),
+            mount: "secret".into(),
+            kv_version: KvVersion::V1,
+            namespace: None,
+            timeout: Duration::from_secs(1),
+            client: ClientOptions::new(
+                Duration::from_secs(1),
+                Arc::new(EgressPolicy::unrestricted()),
+            ),
+            tenants,
+            path_prefix: path_prefix.map(str::to_owned),
+        }
+    }
+
+    fn reference(path: &str) -> CredentialRef {
+        CredentialRef {
+            store: "corp".into(),
+            path: path.into(),
+            key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn paths_are_made_canonical_before_any_check() {
+        assert_eq!(normalise_path("a/b").as_deref(), Some("a/b"));
+        assert_eq!(normalise_path("/a//b/./c/").as_deref(), Some("a/b/c"));
+        assert_eq!(normalise_path("a/x/../b").as_deref(), Some("a/b"));
+        assert_eq!(normalise_path("a%2Fb%2F..%2Fc").as_deref(), Some("a/c"));
+        assert_eq!(normalise_path("a/%2e%2e/b").as_deref(), Some("b"));
+        for bad in [
+            "", "/", "..", "a/../..", "../x", "%2E%2E/x", "a/%0Ab", "%ff",
+        ] {
+            assert_eq!(normalise_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_store_without_tenants_is_closed_and_star_opens_it_to_all() {
+        assert!(!settings(StoreTenants::Unset, None).open_to("ten_a"));
+        assert!(settings(StoreTenants::All, None).open_to("ten_a"));
+        let only = settings(StoreTenants::Only(vec!["ten_a".into()]), None);
+        assert!(only.open_to("ten_a") && !only.open_to("ten_b"));
+    }
+
+    #[test]
+    fn references_outside_the_tenants_prefix_answer_like_a_missing_path() {
+        let stores = CredentialStores::new(
+            vec![settings(StoreTenants::All, Some("tenants/{tenant_id}/"))],
+            Arc::new(SystemClock::default()),
+            Counter::default(),
+        )
+        .unwrap();
+        let ok = stores
+            .reference_for(&reference("tenants/ten_a//github/./token"), "ten_a")
+            .unwrap();
+        assert_eq!(ok.path, "tenants/ten_a/github/token");
+        for outside in [
+            "tenants/ten_b/github",
+            "tenants/ten_a/../ten_b/github",
+            "tenants%2Ften_b%2Fgithub",
+            "tenants/ten_a%2F..%2Ften_b/github",
+            "tenants/ten_ab/github",
+            "tenants/ten_a",
+            "github",
+        ] {
+            let refused = stores
+                .reference_for(&reference(outside), "ten_a")
+                .expect_err(outside);
+            assert_eq!(
+                refused,
+                ResolveError::NotFound {
+                    store: "corp".into(),
+                    path: outside.into()
+                },
+                "{outside}"
+            );
+        }
+        let closed = CredentialStores::new(
+            vec![settings(StoreTenants::Unset, None)],
+            Arc::new(SystemClock::default()),
+            Counter::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            closed.reference_for(&reference("github"), "ten_a"),
+            Err(ResolveError::UnknownStore { .. })
+        ));
     }
 }

@@ -2742,6 +2742,16 @@ async fn every_operation_the_document_secures_needs_a_token_and_no_other_does() 
                 "{what}: {}",
                 ex.text
             );
+        } else if template == "/v1/oauth/start/{token}" {
+            // A consent link's page: no token; a made-up link is unknown (a JSON body is
+            // not its form).
+            let expected = if method == "GET" { 404 } else { 415 };
+            assert_eq!(ex.status, expected, "{what}: {}", ex.text);
+            assert!(
+                ex.text.starts_with("<!doctype html>"),
+                "{what}: {}",
+                ex.text
+            );
         } else {
             expect(&ex, 200, &what);
         }
@@ -2769,6 +2779,23 @@ async fn every_request_body_is_checked_for_its_size_and_content_type_first() {
         } else {
             &admin
         };
+        if template == "/v1/oauth/start/{token}" {
+            // A browser's form, answered with pages: its own type first, then its size.
+            let form = "check=".to_owned() + &"x".repeat(MAX_BODY_BYTES as usize);
+            let page = caller
+                .raw(
+                    &method,
+                    &path,
+                    Some("application/x-www-form-urlencoded"),
+                    form,
+                )
+                .await;
+            assert_eq!(page.status, 413, "{}", page.text);
+            let page = caller.raw(&method, &path, None, "check=x").await;
+            assert_eq!(page.status, 415, "{}", page.text);
+            assert!(page.text.starts_with("<!doctype html>"), "{}", page.text);
+            continue;
+        }
         let large = caller
             .raw(&method, &path, Some("application/json"), too_big.clone())
             .await;

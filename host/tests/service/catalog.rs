@@ -86,6 +86,7 @@ fn serve(dir: &Path, connectors: &[String]) -> Service {
         .arg("--data-dir")
         .arg(dir)
         .args(["--health-check-interval", "0"])
+        .args(service::LOOPBACK_EGRESS)
         .env("RUST_LOG", "info,junction=debug,sqlx=warn");
     for c in connectors {
         command.arg("--connectors").arg(c);
@@ -987,7 +988,8 @@ async fn a_tenants_predefined_oauth_app_serves_its_users_without_showing_them_th
                 "scopes": ["read"],
                 // The client credentials grant's token is the app's own: the API it is
                 // sent to (`base_url`) is fixed too.
-                "endpoint_fields": {"issuer": oauth.issuer(), "base_url": "http://127.0.0.1:9"},
+                "endpoint_fields": {"issuer": oauth.issuer(), "base_url": "http://127.0.0.1:9",
+                                    "second_url": "http://127.0.0.1:9"},
             }),
         )
         .await;

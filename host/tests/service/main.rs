@@ -5,6 +5,8 @@
 
 mod api;
 mod catalog;
+mod egress;
+mod fairness;
 mod lifecycle;
 mod oauth;
 mod proxy;

@@ -3,7 +3,7 @@
 //! user would, and an API that checks tokens by introspection at the provider.
 
 use crate::bin;
-use junction_tests::browser::{Browser, Page};
+use junction_tests::browser::{Browser, Page, junction_start_form};
 use junction_tests::components;
 use junction_tests::oauth::{OAuthServer, PASSWORD, RegisteredClient};
 use junction_tests::resource::Resource;
@@ -45,6 +45,7 @@ fn serve(dir: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Serv
         .arg("--connectors")
         .arg(components::PROBE)
         .args(["--health-check-interval", "0"])
+        .args(service::LOOPBACK_EGRESS)
         .args(extra)
         .env("RUST_LOG", "info,junction=debug,sqlx=warn");
     for (k, v) in env {
@@ -225,14 +226,21 @@ impl World {
     }
 
     /// The OAuth callback opened by a program asking for JSON: `url` is a callback URL of
-    /// this service, with its query.
+    /// this service, with its query; the world's browser's cookies go with it (the consent
+    /// binding the callback requires).
     async fn callback_json(&self, url: &str) -> Exchange {
         let path = url
             .strip_prefix(&self.service.url)
             .unwrap_or_else(|| panic!("{url} is not a URL of {}", self.service.url));
+        let cookies = self.browser.cookies_for(url).unwrap_or_default();
         self.service
             .anonymous()
-            .send("GET", path, None, &[("accept", "application/json")])
+            .send(
+                "GET",
+                path,
+                None,
+                &[("accept", "application/json"), ("cookie", &cookies)],
+            )
             .await
     }
 
@@ -320,15 +328,11 @@ async fn the_code_flow_with_pkce_connects_through_the_consent_and_calls_the_api_
         (Duration::from_secs(595)..=Duration::from_secs(605)).contains(&window),
         "{body}"
     );
-    for part in [
-        "code_challenge=",
-        "code_challenge_method=S256",
-        "state=",
-        "prompt=consent",
-    ] {
-        assert!(url.contains(part), "{part} missing from {url}");
-    }
-    assert!(!url.contains("code_verifier"), "{url}");
+    // The link opens this service's start page, which sends the browser to the provider.
+    assert!(
+        url.starts_with(&format!("{}/v1/oauth/start/", w.service.url)),
+        "{url}"
+    );
     // Before the consent, an invocation fails at once and says why.
     let early = w.whoami(&id).await;
     assert_eq!(early.status, 409, "{}", early.text);
@@ -336,6 +340,19 @@ async fn the_code_flow_with_pkce_connects_through_the_consent_and_calls_the_api_
 
     let page = w.browser.consent(&url, "ann").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    let provider_url = page.visited_url(w.oauth.issuer()).unwrap();
+    for part in [
+        "code_challenge=",
+        "code_challenge_method=S256",
+        "state=",
+        "prompt=consent",
+    ] {
+        assert!(
+            provider_url.contains(part),
+            "{part} missing from {provider_url}"
+        );
+    }
+    assert!(!provider_url.contains("code_verifier"), "{provider_url}");
     assert!(page.url.starts_with(&w.redirect_uri()), "{}", page.url);
     assert!(page.body.contains("is connected"), "{}", page.body);
     assert_eq!(w.connection(&id).await["health"]["status"], "healthy");
@@ -565,15 +582,19 @@ async fn the_services_own_app_from_its_configuration_connects_a_connection_that_
     let id = body["id"].as_str().unwrap().to_owned();
     let url = body["authorization"]["url"].as_str().unwrap().to_owned();
     assert!(
-        url.starts_with(&format!("{}/auth?", w.oauth.issuer())),
-        "{url}"
-    );
-    assert!(
-        url.contains(&format!("client_id={}", app.client_id)),
+        url.starts_with(&format!("{}/v1/oauth/start/", w.service.url)),
         "{url}"
     );
     let page = w.browser.consent(&url, "bea").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    let provider_url = page
+        .visited_url(&format!("{}/auth?", w.oauth.issuer()))
+        .unwrap_or_else(|| panic!("{:?}", page.visited))
+        .to_owned();
+    assert!(
+        provider_url.contains(&format!("client_id={}", app.client_id)),
+        "{provider_url}"
+    );
     assert!(page.body.contains("is connected"), "{}", page.body);
     assert_eq!(w.health(&id).await, "healthy");
     assert_eq!(w.oauth.grants("authorization_code", &app.client_id), 1);
@@ -725,13 +746,14 @@ async fn an_access_token_without_a_refresh_token_serves_until_it_expires_then_th
     let body = created.json();
     let id = body["id"].as_str().unwrap().to_owned();
     let url = body["authorization"]["url"].as_str().unwrap().to_owned();
-    assert!(!url.contains("offline_access"), "{url}");
 
     // The callback, as a program asking for JSON sees it: connected, with a warning.
     let stopped = w
         .browser
         .consent_until(&url, "oli", &w.redirect_uri())
         .await;
+    let provider_url = stopped.visited_url(w.oauth.issuer()).unwrap();
+    assert!(!provider_url.contains("offline_access"), "{provider_url}");
     let connected = w.callback_json(&stopped.url).await;
     let consented = std::time::Instant::now();
     assert_eq!(connected.status, 200, "{}", connected.text);
@@ -893,10 +915,15 @@ async fn a_revoked_grant_makes_the_connection_need_reauthentication_until_a_reco
     let body = reconnected.json();
     assert_eq!(body["id"], id.as_str());
     let url = body["authorization"]["url"].as_str().unwrap().to_owned();
-    assert!(url.contains("state="), "{url}");
     assert_eq!(body["authorization"]["redirect_uri"], w.redirect_uri());
     let page = w.browser.consent(&url, "gil").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.visited_url(w.oauth.issuer())
+            .is_some_and(|u| u.contains("state=")),
+        "{:?}",
+        page.visited
+    );
     assert!(page.body.contains("is connected"), "{}", page.body);
     let health = w.connection(&id).await["health"].clone();
     assert_eq!(health["status"], "healthy", "{health}");
@@ -1086,6 +1113,92 @@ async fn editing_the_client_secret_drops_the_tokens_until_the_connection_is_reco
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_consent_link_names_who_asks_and_only_the_browser_that_continued_from_it_can_connect() {
+    let w = world("oauth-consent-link", &[]).await;
+    let app = w.own_app(json!({})).await;
+    let (id, url) = w.create_pending("crm", "oauth", &app).await;
+    let path = url.strip_prefix(&w.service.url).unwrap().to_owned();
+
+    // The page names the connection, its tenant and who started it, and cannot be framed.
+    let shown = w.service.anonymous().get(&path).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    for part in [
+        "<strong>crm</strong>",
+        "<strong>ada</strong>",
+        "<strong>acme</strong>",
+        "your account at 127.0.0.1",
+        "Continue only if you asked for this",
+    ] {
+        assert!(shown.text.contains(part), "{part} missing: {}", shown.text);
+    }
+    assert_eq!(shown.header("x-frame-options").as_deref(), Some("DENY"));
+    assert!(
+        shown
+            .header("content-security-policy")
+            .is_some_and(|csp| csp.contains("frame-ancestors 'none'")),
+        "{}",
+        shown.headers
+    );
+    assert_eq!(shown.header("cache-control").as_deref(), Some("no-store"));
+    let check_cookie = shown.header("set-cookie").unwrap();
+    assert!(
+        check_cookie.starts_with("junction_check_")
+            && check_cookie.contains("HttpOnly")
+            && check_cookie.contains("SameSite=Strict"),
+        "{check_cookie}"
+    );
+
+    // A form posted from another site (it lacks the page's cookie) goes nowhere.
+    let page = Browser::new().get(&url).await;
+    let (action, fields) = junction_start_form(&page).expect("the start page's form");
+    let forged = Browser::new().post_form(&action, &fields).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(forged.visited.len(), 1, "{:?}", forged.visited);
+
+    // The owner continues from the page, up to the provider: their browser is bound.
+    let owner = Browser::new();
+    let at_provider = owner.consent_until(&url, "ann", w.oauth.issuer()).await;
+    assert!(at_provider.url.contains("state="), "{}", at_provider.url);
+    assert!(
+        owner
+            .cookies_for(&w.redirect_uri())
+            .is_some_and(|c| c.contains("junction_consent_")),
+        "the binding cookie is sent to the callback"
+    );
+    // Nobody else can continue now.
+    let late = Browser::new();
+    let page = late.get(&url).await;
+    let (action, fields) = junction_start_form(&page).unwrap();
+    let taken = late.post_form(&action, &fields).await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+
+    // The provider's URL handed to someone else: their consent connects nothing.
+    let victim = Browser::new();
+    let refused = victim.consent(&at_provider.url, "mallory").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("oauth_browser_mismatch"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(w.health(&id).await, "pending_authorization");
+    assert_eq!(w.oauth.grants("authorization_code", &app.client_id), 0);
+
+    // The owner's consent still connects: the refusal consumed nothing.
+    let connected = owner.consent(&at_provider.url, "ann").await;
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    assert!(
+        connected.body.contains("is connected"),
+        "{}",
+        connected.body
+    );
+    assert_eq!(subject(&w.whoami(&id).await), "ann");
+    // And the link is spent.
+    let spent = Browser::new().get(&url).await;
+    assert_eq!(spent.status, 410, "{}", spent.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_callback_with_an_unknown_a_replayed_or_no_state_is_refused_and_changes_nothing() {
     let w = world("oauth-state", &[]).await;
     let app = w.own_app(json!({})).await;
@@ -1144,27 +1257,45 @@ async fn a_callback_with_an_unknown_a_replayed_or_no_state_is_refused_and_change
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consent_finished_after_the_authorization_expired_is_refused() {
-    // A consent window of one millisecond: every authorization has expired by its callback.
+    // A consent window of four seconds: the consents stop before the callback, which is
+    // opened once the window has passed.
+    let ttl = Duration::from_secs(4);
     let w = world_with_env(
         "oauth-state-expired",
         &[],
-        &[("JUNCTION_TEST_AUTHORIZATION_TTL_MS", "1")],
+        &[(
+            "JUNCTION_TEST_AUTHORIZATION_TTL_MS",
+            &ttl.as_millis().to_string(),
+        )],
     )
     .await;
     let app = w.own_app(json!({})).await;
 
-    let (id, page) = w.connect("crm", &app, "jon").await;
-    error_page(&page, "oauth_state_expired");
-    assert!(page.body.contains("expired"), "{}", page.body);
-    assert_eq!(w.health(&id).await, "pending_authorization");
-
-    // The same for a program asking for JSON.
-    let (other, url) = w.create_pending("crm-2", "oauth", &app).await;
-    let stopped = w
+    let started = std::time::Instant::now();
+    let (id, url) = w.create_pending("crm", "oauth", &app).await;
+    let (other, other_url) = w.create_pending("crm-2", "oauth", &app).await;
+    let first = w
         .browser
         .consent_until(&url, "jon", &w.redirect_uri())
         .await;
+    let stopped = w
+        .browser
+        .consent_until(&other_url, "jon", &w.redirect_uri())
+        .await;
+    assert!(first.url.contains("code="), "{}", first.url);
     assert!(stopped.url.contains("code="), "{}", stopped.url);
+    tokio::time::sleep(ttl.saturating_sub(started.elapsed()) + Duration::from_millis(200)).await;
+
+    let page = w.browser.get(&first.url).await;
+    error_page(&page, "oauth_state_expired");
+    assert!(page.body.contains("expired"), "{}", page.body);
+    assert_eq!(w.health(&id).await, "pending_authorization");
+    // The start link has expired too.
+    let start = w.browser.get(&url).await;
+    assert_eq!(start.status, 410, "{}", start.body);
+    assert!(start.body.contains("expired"), "{}", start.body);
+
+    // The same for a program asking for JSON.
     let error = api_error(
         &w.callback_json(&stopped.url).await,
         400,
@@ -1255,8 +1386,13 @@ async fn a_grant_without_a_mandatory_scope_is_refused_and_names_the_missing_scop
     let app = w.own_app(json!({})).await;
     // The provider never grants `audit`.
     let (id, url) = w.create_pending("audited", "oauth-audit", &app).await;
-    assert!(url.contains("audit"), "{url}");
     let page = w.browser.consent(&url, "lee").await;
+    assert!(
+        page.visited_url(w.oauth.issuer())
+            .is_some_and(|u| u.contains("audit")),
+        "{:?}",
+        page.visited
+    );
     error_page(&page, "missing_scopes");
     assert!(page.body.contains("audit"), "{}", page.body);
     let health = w.connection(&id).await["health"].clone();

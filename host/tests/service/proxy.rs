@@ -335,7 +335,7 @@ async fn an_https_destination_is_tunnelled_and_tls_runs_end_to_end() {
 fn options(proxy: ProxySetting) -> ClientOptions {
     ClientOptions {
         proxy,
-        ..ClientOptions::new(Duration::from_secs(5))
+        ..ClientOptions::new(Duration::from_secs(5), junction_tests::loopback_egress())
     }
 }
 
@@ -524,7 +524,7 @@ fn unusable_options_are_refused_naming_the_setting_and_no_secret() {
 
     let e = refused(ClientOptions {
         proxy: ProxySetting::Url(Url::parse("socks5://u:S3cret@proxy:1080").expect("a URL")),
-        ..ClientOptions::new(timeout)
+        ..ClientOptions::new(timeout, junction_tests::loopback_egress())
     });
     assert!(matches!(e, ClientError::Proxy(_)), "{e:?}");
     assert!(e.to_string().contains("socks5"), "{e}");
@@ -532,7 +532,7 @@ fn unusable_options_are_refused_naming_the_setting_and_no_secret() {
 
     let e = refused(ClientOptions {
         extra_roots_pem: vec![b"not a certificate".to_vec()],
-        ..ClientOptions::new(timeout)
+        ..ClientOptions::new(timeout, junction_tests::loopback_egress())
     });
     assert!(e.to_string().contains("trusted certificate #1"), "{e}");
 
@@ -540,12 +540,12 @@ fn unusable_options_are_refused_naming_the_setting_and_no_secret() {
     let identity = ca.issue("client");
     let e = refused(ClientOptions {
         client_identity_pem: Some((identity.cert_pem.clone(), b"garbage".to_vec())),
-        ..ClientOptions::new(timeout)
+        ..ClientOptions::new(timeout, junction_tests::loopback_egress())
     });
     assert!(matches!(e, ClientError::ClientKey), "{e:?}");
     let e = refused(ClientOptions {
         client_identity_pem: Some((Vec::new(), identity.key_pem.clone())),
-        ..ClientOptions::new(timeout)
+        ..ClientOptions::new(timeout, junction_tests::loopback_egress())
     });
     assert!(matches!(e, ClientError::ClientCertificate(_)), "{e:?}");
 
@@ -553,7 +553,7 @@ fn unusable_options_are_refused_naming_the_setting_and_no_secret() {
     let options = ClientOptions {
         proxy: through("http://u:S3cret@proxy:3128"),
         client_identity_pem: Some((identity.cert_pem.clone(), identity.key_pem.clone())),
-        ..ClientOptions::new(timeout)
+        ..ClientOptions::new(timeout, junction_tests::loopback_egress())
     };
     let shown = format!("{options:?}");
     let key = String::from_utf8_lossy(&identity.key_pem).into_owned();
@@ -562,4 +562,81 @@ fn unusable_options_are_refused_naming_the_setting_and_no_secret() {
         !shown.contains(key.lines().nth(1).unwrap_or("-")),
         "{shown}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The egress policy through a proxy
+// ---------------------------------------------------------------------------------------
+
+/// A client through `proxy` under the default egress policy with `allow` opened: the proxy
+/// itself (on loopback) is the operator's and is not checked.
+fn strict_through(proxy: &str, allow: &[&str], proxy_enforces: bool) -> HttpClient {
+    let allow = allow.iter().map(|a| a.parse().expect("a rule")).collect();
+    let policy = junction::egress::EgressPolicy::new(allow).with_proxy_enforcing(proxy_enforces);
+    HttpClient::with_options(&ClientOptions {
+        proxy: through(proxy),
+        ..ClientOptions::new(Duration::from_secs(5), std::sync::Arc::new(policy))
+    })
+    .expect("usable options")
+}
+
+#[tokio::test]
+async fn a_destination_reached_through_a_proxy_is_resolved_and_checked_before_the_proxy_is_asked() {
+    let proxy = ForwardProxy::start();
+    let api = Api::start("unused").await;
+    let ca = TestCa::new();
+    let tls = TlsServer::start(&ca, false);
+
+    // Nothing of loopback is opened: the proxy is reached, the destinations are not.
+    let client = strict_through(&proxy.url(), &[], false);
+    for destination in [
+        format!("{}/ping", api.base_url),
+        format!("http://localhost:{}/ping", api.addr.port()),
+        tls.url("localhost"),
+    ] {
+        let error = get(&client, &destination).await.expect_err("refused");
+        assert!(
+            matches!(&error, ExchangeError::Denied { reason, .. }
+                if reason == "a loopback address is not allowed by the egress policy"),
+            "{destination}: {error}"
+        );
+    }
+    assert!(proxy.attempts().is_empty(), "{}", proxy.log());
+    assert_eq!(seen(&api, "/ping"), 0);
+
+    // Opened by port, the same destination goes through the proxy.
+    let opened = strict_through(
+        &proxy.url(),
+        &[&format!("127.0.0.1/32:{}", api.addr.port())],
+        false,
+    );
+    let response = get(&opened, &format!("{}/ping", api.base_url))
+        .await
+        .expect("through the proxy");
+    assert_eq!(response.status(), 200);
+    assert_eq!(seen(&api, "/ping"), 1);
+    assert_eq!(proxy.requests().len(), 1, "{}", proxy.log());
+}
+
+#[tokio::test]
+async fn when_the_proxy_enforces_the_policy_names_are_left_to_it_and_addresses_still_checked() {
+    let proxy = ForwardProxy::start();
+    let api = Api::start("unused").await;
+    let client = strict_through(&proxy.url(), &[], true);
+    // A name goes to the proxy unresolved (tinyproxy, which here enforces nothing, forwards
+    // it: the README says a proxy given this role must enforce the policy itself).
+    let response = get(
+        &client,
+        &format!("http://localhost:{}/ping", api.addr.port()),
+    )
+    .await
+    .expect("left to the proxy");
+    assert_eq!(response.status(), 200);
+    assert_eq!(seen(&api, "/ping"), 1);
+    // An address is still checked here.
+    let error = get(&client, &format!("{}/ping", api.base_url))
+        .await
+        .expect_err("an address is checked");
+    assert!(matches!(error, ExchangeError::Denied { .. }), "{error}");
+    assert_eq!(seen(&api, "/ping"), 1);
 }

@@ -10,6 +10,7 @@
 use crate::bin;
 use hmac::{Hmac, Mac as _};
 use junction_tests::api::Api;
+use junction_tests::browser::Browser;
 use junction_tests::components;
 use junction_tests::oauth::OAuthServer;
 use junction_tests::openapi::Validator;
@@ -86,11 +87,17 @@ fn text(v: &Value) -> String {
 // A test's world: a vault, an API, a service configured with credential stores
 // ---------------------------------------------------------------------------------------
 
-/// A store reading `kv/` (KV version 1) with the vault's root token.
+/// A store reading `kv/` (KV version 1) with the vault's root token, open to every tenant.
 fn token_store(name: &str, vault: &VaultServer) -> String {
+    token_store_for(name, vault, "\"*\"")
+}
+
+/// [`token_store`] open to `tenants` (the TOML value: `"*"`, `["ten_…"]`).
+fn token_store_for(name: &str, vault: &VaultServer, tenants: &str) -> String {
     format!(
         "[credential_stores.{name}]\naddress = \"{}\"\nauth = \"token\"\n\
-         token_env = \"{TOKEN_VAR}\"\nmount = \"kv\"\nkv_version = 1\ntimeout = 5\n",
+         token_env = \"{TOKEN_VAR}\"\nmount = \"kv\"\nkv_version = 1\ntimeout = 5\n\
+         tenants = {tenants}\n",
         vault.address()
     )
 }
@@ -156,6 +163,7 @@ fn serve(dir: &Path, config: &Path, env: &[(String, String)]) -> Service {
         .arg("--connectors")
         .arg(components::PROBE)
         .args(["--health-check-interval", "0"])
+        .args(service::LOOPBACK_EGRESS)
         .env("RUST_LOG", "info,junction=debug,sqlx=warn");
     for (k, v) in env {
         command.env(k, v);
@@ -596,9 +604,10 @@ async fn an_approle_store_on_a_kv2_mount_resolves_references_and_logs_in_again_a
     let config = format!(
         "[credential_stores.v2]\naddress = \"{address}\"\nauth = \"approle\"\n\
          role_id = \"{role_id}\"\nsecret_id_env = \"{SECRET_ID_VAR}\"\n\
-         mount = \"kv2\"\nkv_version = 2\n\n\
+         mount = \"kv2\"\nkv_version = 2\ntenants = \"*\"\n\n\
          [credential_stores.brief]\naddress = \"{address}\"\nauth = \"approle\"\n\
-         role_id = \"{brief_role}\"\nsecret_id_file = \"{}\"\nmount = \"kv\"\nkv_version = 1\n",
+         role_id = \"{brief_role}\"\nsecret_id_file = \"{}\"\nmount = \"kv\"\nkv_version = 1\n\
+         tenants = \"*\"\n",
         secret_file.display(),
         address = vault.address(),
     );
@@ -1107,6 +1116,29 @@ fn identity(exchange: &Exchange) -> Value {
     serde_json::from_str(body["output"]["body"].as_str().unwrap()).unwrap()
 }
 
+/// A probe connection with OAuth scheme `auth` at `oauth`'s provider, calling `resource`,
+/// whose app is `client_id` with its client secret at `path` in the vault (`corp`).
+fn oauth_app_body(
+    name: &str,
+    auth: &str,
+    oauth: &OAuthServer,
+    resource: &Resource,
+    client_id: &str,
+    path: &str,
+) -> Value {
+    json!({
+        "connector": "probe",
+        "name": name,
+        "auth": auth,
+        "fields": {
+            "issuer": oauth.issuer(),
+            "base_url": resource.base_url,
+            "client_id": client_id,
+            "client_secret": reference("corp", path, "client_secret"),
+        },
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_secret_of_a_users_own_oauth_app_comes_from_the_vault_for_the_client_credentials_grant()
  {
@@ -1130,17 +1162,14 @@ async fn the_client_secret_of_a_users_own_oauth_app_comes_from_the_vault_for_the
     let created = w
         .post(
             "/v1/connections",
-            json!({
-                "connector": "probe",
-                "name": "machine",
-                "auth": "oauth-service",
-                "fields": {
-                    "issuer": oauth.issuer(),
-                    "base_url": resource.base_url,
-                    "client_id": machine.client_id,
-                    "client_secret": reference("corp", "apps/crm", "client_secret"),
-                },
-            }),
+            oauth_app_body(
+                "machine",
+                "oauth-service",
+                &oauth,
+                &resource,
+                &machine.client_id,
+                "apps/crm",
+            ),
         )
         .await;
     let body = expect(&created, 201);
@@ -1179,17 +1208,14 @@ async fn the_client_secret_of_a_users_own_oauth_app_comes_from_the_vault_for_the
     let refused = w
         .post(
             "/v1/connections",
-            json!({
-                "connector": "probe",
-                "name": "machine-wrong",
-                "auth": "oauth-service",
-                "fields": {
-                    "issuer": oauth.issuer(),
-                    "base_url": resource.base_url,
-                    "client_id": machine.client_id,
-                    "client_secret": reference("corp", "apps/wrong", "client_secret"),
-                },
-            }),
+            oauth_app_body(
+                "machine-wrong",
+                "oauth-service",
+                &oauth,
+                &resource,
+                &machine.client_id,
+                "apps/wrong",
+            ),
         )
         .await;
     let error = api_error(&refused, 400, "authorization_failed");
@@ -1214,6 +1240,61 @@ async fn the_client_secret_of_a_users_own_oauth_app_comes_from_the_vault_for_the
         .await,
     );
     assert_eq!(who["client_id"], machine.client_id.as_str(), "{who}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_code_flow_exchanges_its_code_with_a_client_secret_from_the_vault() {
+    let oauth = blocking(OAuthServer::start);
+    let resource = Resource::start(&oauth).await;
+    let w = world("vault-oauth-code", |v| token_store("corp", v)).await;
+    let app = oauth
+        .register_client(json!({
+            "redirect_uris": [format!("{}/v1/oauth/callback", w.service.url)],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }))
+        .await;
+    w.vault
+        .put_v1("apps/crm-code", json!({"client_secret": app.client_secret}))
+        .await;
+    let created = w
+        .post(
+            "/v1/connections",
+            oauth_app_body(
+                "crm",
+                "oauth",
+                &oauth,
+                &resource,
+                &app.client_id,
+                "apps/crm-code",
+            ),
+        )
+        .await;
+    let body = expect(&created, 201);
+    assert_eq!(body["health"]["status"], "pending_authorization", "{body}");
+    let id = text(&body["id"]);
+    // The callback exchanges the code with the secret the vault holds (it used to send
+    // none: the provider answered invalid_client).
+    let page = Browser::new()
+        .consent(&text(&body["authorization"]["url"]), "ann")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("is connected"), "{}", page.body);
+    assert_eq!(oauth.grants("authorization_code", &app.client_id), 1);
+    let who = identity(
+        &w.post(
+            &format!("/v1/connections/{id}/invocations"),
+            json!({"action": "fetch", "input": {"url": "/whoami"}}),
+        )
+        .await,
+    );
+    assert_eq!(who["sub"], "ann", "{who}");
+    assert_eq!(who["client_id"], app.client_id.as_str(), "{who}");
+    assert!(!page.body.contains(&app.client_secret));
+    let mut w = w;
+    let status = w.service.stop();
+    assert!(status.success(), "{status}");
+    w.assert_nowhere(&app.client_secret, "client secret");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1615,7 +1696,8 @@ async fn only_an_administrator_points_a_secret_field_at_a_store_and_members_use_
 fn kv2_store(name: &str, vault: &VaultServer) -> String {
     format!(
         "[credential_stores.{name}]\naddress = \"{}\"\nauth = \"token\"\n\
-         token_env = \"{TOKEN_VAR}\"\nmount = \"kv2\"\nkv_version = 2\ntimeout = 5\n",
+         token_env = \"{TOKEN_VAR}\"\nmount = \"kv2\"\nkv_version = 2\ntimeout = 5\n\
+         tenants = \"*\"\n",
         vault.address()
     )
 }
@@ -1628,8 +1710,8 @@ async fn a_store_open_to_some_tenants_is_unknown_to_the_others_and_fails_409_for
     // `corp` is acme's only; `open`, every tenant's.
     let config = |tenants: &str, vault: &VaultServer| {
         format!(
-            "{}tenants = [{tenants}]\n\n{}",
-            token_store("corp", vault),
+            "{}\n{}",
+            token_store_for("corp", vault, &format!("[{tenants}]")),
             kv2_store("open", vault)
         )
     };
@@ -1744,7 +1826,7 @@ async fn a_store_open_to_some_tenants_is_unknown_to_the_others_and_fails_409_for
     expect(&created, 201);
 
     // No store open to acme: the message says how one is added.
-    w.reconfigure(&format!("{}tenants = []\n", token_store("corp", &w.vault)));
+    w.reconfigure(&token_store_for("corp", &w.vault, "[]"));
     let refused = w
         .create(
             "acme's none",
@@ -1878,4 +1960,190 @@ async fn answers_about_credential_references_conform_to_the_openapi_document() {
         "credential_store_unavailable",
     );
     w.assert_conforming();
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. A store shared by tenants, each below its own prefix; stores that say nothing
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_administrator_cannot_resolve_another_tenants_secret_through_a_shared_store() {
+    let vault = VaultServer::start().await;
+    let mut w = world_on("vault-prefix", vault, "", &[]).await;
+    let bravo = w.other_tenant("bravo");
+    w.reconfigure(&format!(
+        "{}path_prefix = \"tenants/{{tenant_id}}/\"\n",
+        token_store("shared", &w.vault)
+    ));
+    let acme_key = unique("acme-key");
+    let bravo_key = unique("bravo-key");
+    w.vault
+        .put_v1(
+            &format!("tenants/{}/probe", w.tenant),
+            json!({"api_key": acme_key}),
+        )
+        .await;
+    w.vault
+        .put_v1(
+            &format!("tenants/{}/probe", bravo.tenant),
+            json!({"api_key": bravo_key}),
+        )
+        .await;
+
+    // acme reads its own secret, given in any spelling of the same path.
+    w.api.set_token(&acme_key);
+    let own = format!("tenants/{}//./probe", w.tenant);
+    let created = w
+        .create_keyed_as(
+            &w.administrator(),
+            "acme's",
+            None,
+            reference("shared", &own, "api_key"),
+        )
+        .await;
+    let body = expect(&created, 201);
+    assert_eq!(
+        body["secret_refs"]["api_key"]["path"],
+        format!("tenants/{}/probe", w.tenant),
+        "the canonical path is what is stored: {body}"
+    );
+    assert_eq!(w.call_with_accepted_key(&text(&body["id"])).await, acme_key);
+
+    // bravo's path, however it is written, answers exactly like a path with nothing there.
+    let absent = format!("tenants/{}/nothing-here", w.tenant);
+    let missing = api_error(
+        &w.create_keyed_as(
+            &w.administrator(),
+            "absent",
+            None,
+            reference("shared", &absent, "api_key"),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    let said = |path: &str| {
+        format!("field `api_key`: credential store `shared` has no secret at `{path}`")
+    };
+    assert_eq!(missing["message"], said(&absent).as_str());
+    for path in [
+        format!("tenants/{}/probe", bravo.tenant),
+        format!("tenants/{}/../{}/probe", w.tenant, bravo.tenant),
+        format!("tenants%2F{}%2Fprobe", bravo.tenant),
+        format!("tenants/{}%2F..%2F{}/probe", w.tenant, bravo.tenant),
+        "tenants".to_owned(),
+    ] {
+        let refused = w
+            .create_keyed_as(
+                &w.administrator(),
+                "stolen",
+                None,
+                reference("shared", &path, "api_key"),
+            )
+            .await;
+        let error = api_error(&refused, 400, "invalid_request");
+        assert_eq!(error["message"], said(&path).as_str(), "{path}");
+        assert_eq!(error["details"], missing["details"], "{path}");
+        assert!(!refused.text.contains(&bravo_key));
+    }
+    assert_eq!(
+        w.vault.reads(&format!("kv/tenants/{}/probe", bravo.tenant)),
+        0,
+        "bravo's secret was never read for acme"
+    );
+    // bravo, through the same store, reads its own.
+    let mine = w
+        .create_keyed_as(
+            &bravo,
+            "bravo's",
+            None,
+            reference(
+                "shared",
+                &format!("tenants/{}/probe", bravo.tenant),
+                "api_key",
+            ),
+        )
+        .await;
+    expect(&mine, 201);
+    let status = w.service.stop();
+    assert!(status.success(), "{status}");
+    w.assert_nowhere(&bravo_key, "bravo's key");
+    w.assert_nowhere(&acme_key, "acme's key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_names_no_tenants_is_closed_and_stops_a_start_when_connections_use_it() {
+    let mut w = world("vault-no-tenants", |v| token_store("corp", v)).await;
+    let key = unique("kept-key");
+    w.vault.put_v1("team/kept", json!({"api_key": key})).await;
+    w.create_keyed("kept", reference("corp", "team/kept", "api_key"))
+        .await;
+    w.create_keyed("kept-too", reference("corp", "team/kept", "api_key"))
+        .await;
+
+    // The same store without `tenants`, as configured before the setting existed: the start
+    // stops and says what to write, rather than closing the store under two connections.
+    let legacy = format!(
+        "[credential_stores.corp]\naddress = \"{}\"\nauth = \"token\"\n\
+         token_env = \"{TOKEN_VAR}\"\nmount = \"kv\"\nkv_version = 1\n",
+        w.vault.address()
+    );
+    std::fs::write(&w.config, &legacy).unwrap();
+    let status = w.service.stop();
+    assert!(status.success(), "{status}");
+    let dir = w.service.data_dir.clone();
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&w.config)
+        .arg("--data-dir")
+        .arg(&dir)
+        .env(TOKEN_VAR, w.vault.root_token())
+        .env_remove("JUNCTION_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "credential store `corp` does not say which tenants may use it, and 2 connection(s) reference it"
+        ) && stderr.contains("tenants = \"*\""),
+        "{stderr}"
+    );
+
+    // With no connection using it, it starts, closed to every tenant.
+    let other = world_on("vault-no-tenants-new", VaultServer::start().await, "", &[]).await;
+    let mut other = other;
+    let legacy = format!(
+        "[credential_stores.corp]\naddress = \"{}\"\nauth = \"token\"\n\
+         token_env = \"{TOKEN_VAR}\"\nmount = \"kv\"\nkv_version = 1\n",
+        other.vault.address()
+    );
+    other.reconfigure(&legacy);
+    other
+        .vault
+        .put_v1("team/kept", json!({"api_key": key}))
+        .await;
+    let refused = other
+        .create(
+            "closed",
+            "header-key",
+            json!({"api_key": reference("corp", "team/kept", "api_key")}),
+        )
+        .await;
+    let error = api_error(&refused, 400, "invalid_request");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("no credential store `corp` is configured"),
+        "{error}"
+    );
+    assert!(
+        !other
+            .service
+            .log_lines_with("credential store: no `tenants` setting, so no tenant may use it; list tenant ids, or write tenants = \"*\"")
+            .is_empty(),
+        "{}",
+        other.service.logs()
+    );
 }

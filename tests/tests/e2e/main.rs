@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod egress;
 mod github;
 mod http_capability;
 mod loading;

@@ -346,6 +346,8 @@ async fn a_busy_guest_yields_so_the_wall_clock_limit_fires_on_time() {
         wall_time: Duration::from_millis(300),
         ..limits()
     };
+    // Loaded (compiled) first: only the invocation is timed.
+    connector(PROBE).await;
     let started = Instant::now();
     let e = probe_call(limits, json!({}), "spin", "{}")
         .await
@@ -357,4 +359,55 @@ async fn a_busy_guest_yields_so_the_wall_clock_limit_fires_on_time() {
         started.elapsed()
     );
     host_still_serves().await;
+}
+
+/// Eight guests computing at once on one executor thread take turns (each yields at every
+/// epoch tick), so each waits for the others far longer than it computes. Only its own
+/// computing counts against its CPU limit: with a limit of four times what one needs,
+/// they all finish.
+#[test]
+fn time_parked_waiting_for_the_executor_is_not_charged_as_cpu_time() {
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    executor.block_on(async {
+        let probe = connector(PROBE).await;
+        let runtime = runtime_with(Limits {
+            cpu_time: Duration::from_millis(600),
+            ..limits()
+        });
+        let burn = |iterations: u64| {
+            let runtime = runtime.clone();
+            let probe = probe.clone();
+            async move {
+                let conn = connection(&probe, json!({"auth": "none"}));
+                let input = json!({"iterations": iterations}).to_string();
+                runtime.execute(&probe, conn, "burn", &input).await
+            }
+        };
+        // About 150 ms of computing, measured here, alone.
+        let mut iterations: u64 = 1 << 20;
+        let alone = loop {
+            let started = Instant::now();
+            burn(iterations).await.unwrap();
+            let took = started.elapsed();
+            if took >= Duration::from_millis(40) {
+                iterations = (iterations as f64 * 0.150 / took.as_secs_f64()) as u64;
+                break took;
+            }
+            iterations *= 4;
+        };
+        let started = Instant::now();
+        let results = futures_util::future::join_all((0..8).map(|_| burn(iterations))).await;
+        let together = started.elapsed();
+        for r in &results {
+            assert!(r.is_ok(), "{r:?} (alone {alone:?}, together {together:?})");
+        }
+        // The guests did wait for each other: the charge would have exceeded the limit.
+        assert!(
+            together > Duration::from_millis(600),
+            "{together:?}: the guests did not contend"
+        );
+    });
 }

@@ -162,3 +162,42 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revealed_secret_that_the_connector_logs_prints_or_panics_with_is_scrubbed() {
+    let shown = "shown-Key-NeverInTheLog-3f9a7c";
+    let marker = "reveal-log-marker-0b7e";
+    let probe = connector(PROBE).await;
+    let runtime = runtime_with(limits());
+    let conn = || {
+        connection(
+            &probe,
+            json!({"auth": "none", "fields": {"shown_key": shown}}),
+        )
+    };
+    let input = json!({"lines": 2, "text": marker, "reveal": "shown_key"});
+    runtime
+        .execute(&probe, conn(), "print", &input.to_string())
+        .await
+        .unwrap();
+    let mut panicking = input.clone();
+    panicking["then_panic"] = json!(true);
+    let error = runtime
+        .execute(&probe, conn(), "print", &panicking.to_string())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(marker),
+        "the panic's message is kept: {message}"
+    );
+    assert!(!message.contains(shown), "{message}");
+    assert!(message.contains("[redacted]"), "{message}");
+
+    let logs = junction_tests::logs::captured();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(marker)).collect();
+    // Two log lines, stdout and stderr, twice; the panic's own lines on stderr.
+    assert!(lines.len() >= 8, "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains("[redacted]")), "{lines:#?}");
+    assert!(!logs.contains(shown), "the revealed value reached the log");
+}

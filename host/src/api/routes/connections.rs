@@ -285,7 +285,8 @@ pub async fn create(
         connections::check(manifest, auth, &values, &refs, &BTreeMap::new())?;
     }
     // References are resolved now: one that points nowhere creates nothing.
-    let resolved = connections::resolve_given(&service, &caller, &refs).await?;
+    let mut refs = refs;
+    let resolved = connections::resolve_given(&service, &caller, &mut refs).await?;
     let checked = connections::check(manifest, auth, &values, &refs, &resolved)?;
     // OAuth: the password and client credentials grants run now (a refusal creates
     // nothing); the authorization code grant starts a consent.
@@ -459,7 +460,8 @@ pub async fn update(
     if !given_refs.is_empty() {
         connections::check(manifest, Some(&auth), &values, &refs, &BTreeMap::new())?;
     }
-    let resolved = connections::resolve_given(&service, &caller, &given_refs).await?;
+    let resolved = connections::resolve_given(&service, &caller, &mut given_refs).await?;
+    refs.extend(given_refs.clone());
     let checked = connections::check(
         loaded.connector.manifest(),
         Some(&auth),
@@ -645,18 +647,7 @@ pub async fn reconnect(
             ),
         ));
     }
-    let secrets = match connections::secrets_of(&service, &record).await? {
-        Ok((secrets, _)) => secrets,
-        Err(failure) => {
-            let (status, code) = match failure {
-                crate::credentials::CredentialFailure::Unavailable { .. } => {
-                    (StatusCode::BAD_GATEWAY, "credential_store_unavailable")
-                }
-                _ => (StatusCode::CONFLICT, failure.code()),
-            };
-            return Err(ApiError::new(status, code, failure.to_string()));
-        }
-    };
+    let secrets = connections::grant_secrets(&service, &record).await?;
     let provider = connections::provider_of(
         &service,
         manifest,

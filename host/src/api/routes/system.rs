@@ -21,7 +21,20 @@ pub async fn readyz(State(service): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"status": "ready"})))
 }
 
-pub async fn metrics(State(service): State<AppState>) -> impl IntoResponse {
+/// The Prometheus metrics, unless they are served on a listener of their own
+/// (`--metrics-listen`): then the API's listener knows no such route.
+pub async fn metrics(
+    State(service): State<AppState>,
+    method: Method,
+    uri: Uri,
+) -> axum::response::Response {
+    if service.metrics_elsewhere {
+        return no_route(method, uri).await.into_response();
+    }
+    render_metrics(&service).into_response()
+}
+
+fn render_metrics(service: &AppState) -> impl IntoResponse + use<> {
     (
         [(
             header::CONTENT_TYPE,
@@ -29,6 +42,19 @@ pub async fn metrics(State(service): State<AppState>) -> impl IntoResponse {
         )],
         service.metrics.render(service.runtime.active_instances()),
     )
+}
+
+/// Everything the private metrics listener answers: `GET /metrics`, and 404 otherwise.
+pub async fn metrics_listener(
+    State(service): State<AppState>,
+    method: Method,
+    uri: Uri,
+) -> axum::response::Response {
+    if method == Method::GET && uri.path() == "/metrics" {
+        render_metrics(&service).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "only GET /metrics is served here\n").into_response()
+    }
 }
 
 pub async fn openapi() -> impl IntoResponse {

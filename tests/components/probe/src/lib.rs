@@ -53,6 +53,12 @@ struct Attempt {
 struct LogInput {
     lines: u32,
     text: String,
+    /// A revealed field whose value is added to every line.
+    #[serde(default)]
+    reveal: Option<String>,
+    /// Panic with the text once it is printed.
+    #[serde(default)]
+    then_panic: bool,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -141,6 +147,19 @@ fn fetch(input: FetchInput) -> Result<FetchOutput> {
     })
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct BurnInput {
+    iterations: u64,
+}
+
+fn burn(input: BurnInput) -> Result<Value> {
+    let mut h = 0u64;
+    for i in 0..input.iterations {
+        h = std::hint::black_box(h.wrapping_mul(BASE).wrapping_add(i));
+    }
+    Ok(json!({ "hash": h }))
+}
+
 fn spin(_: Empty) -> Result<Value> {
     let mut i = 0u64;
     loop {
@@ -201,11 +220,18 @@ fn open_socket(input: SocketInput) -> Result<Attempt> {
 }
 
 fn print(input: LogInput) -> Result<Value> {
+    let text = match &input.reveal {
+        Some(field) => format!("{} {}", input.text, connection::reveal(field)?),
+        None => input.text.clone(),
+    };
     for i in 0..input.lines {
-        log::info(&format!("{} #{i}", input.text));
+        log::info(&format!("{text} #{i}"));
     }
-    println!("stdout: {}", input.text);
-    eprintln!("stderr: {}", input.text);
+    println!("stdout: {text}");
+    eprintln!("stderr: {text}");
+    if input.then_panic {
+        panic!("{text}");
+    }
     Ok(json!({}))
 }
 
@@ -273,6 +299,7 @@ impl Connector for Probe {
             .description("Exercises the host's capabilities and limits.")
             .field(Field::text("base_url", "Base URL").default_value("http://127.0.0.1:9"))
             .field(Field::text("note", "A note that is not secret").optional())
+            .field(Field::text("second_url", "Another origin the probe may reach").optional())
             .field(Field::secret("token", "Token").schemes(["bearer"]))
             .field(Field::secret("api_key", "API key").schemes(["header-key", "query-key"]))
             .field(Field::text("username", "User").schemes(["basic", "oauth-password"]))
@@ -350,6 +377,7 @@ impl Connector for Probe {
                 .mandatory_scopes(["read"]),
             )
             .allowed_host("{base_url}")
+            .allowed_host("{second_url}")
             .reveal_field("shown_key")
             .action("echo", "Echo", "Returns its input.", echo)
             .action(
@@ -372,6 +400,12 @@ impl Connector for Probe {
                 fetch,
             )
             .action("spin", "Spin", "Loops forever.", spin)
+            .action(
+                "burn",
+                "Burn",
+                "Computes for a number of iterations, then answers.",
+                burn,
+            )
             .action("allocate", "Allocate", "Allocates until stopped.", allocate)
             .action("panic", "Panic", "Panics.", panic)
             .action(
