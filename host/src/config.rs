@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// [default: 67108864].
     #[arg(long, env = "JUNCTION_MAX_COMPONENT_BYTES", value_name = "BYTES")]
     pub max_component_bytes: Option<usize>,
+    /// Days the audit log keeps administrators' and operators' acts; older ones are
+    /// removed (at start, then every six hours). 0 keeps them forever [default: 365].
+    #[arg(long, env = "JUNCTION_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u32>,
     /// Seconds between background health checks of each connection; 0 turns them off
     /// [default: 900].
     #[arg(long, env = "JUNCTION_HEALTH_CHECK_INTERVAL", value_name = "SECONDS")]
@@ -147,6 +151,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_component_bytes: Option<usize>,
     health_check_interval: Option<u64>,
+    audit_retention_days: Option<u32>,
     shutdown_grace: Option<u64>,
     max_instances: Option<u32>,
     public_url: Option<String>,
@@ -300,6 +305,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_component_bytes: usize,
     pub health_check_interval: Option<Duration>,
+    /// How long audit events are kept; `None`: forever.
+    pub audit_retention: Option<Duration>,
     pub shutdown_grace: Duration,
     pub engine: EngineOptions,
     pub limits: Limits,
@@ -547,6 +554,14 @@ impl ServeArgs {
                 .unwrap_or(crate::catalog::DEFAULT_MAX_COMPONENT_BYTES)
                 .max(1024),
             health_check_interval: (health > 0).then(|| Duration::from_secs(health)),
+            audit_retention: match self
+                .audit_retention_days
+                .or(file.audit_retention_days)
+                .unwrap_or(365)
+            {
+                0 => None,
+                days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+            },
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace.or(file.shutdown_grace).unwrap_or(75),
             ),

@@ -166,6 +166,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Policy(cmd) => junction::cli::catalog::policy(cmd)
             .await
             .map_err(Failure::from),
+        Command::Audit(cmd) => junction::cli::audit::audit(cmd)
+            .await
+            .map_err(Failure::from),
         Command::Test {
             component,
             connection,

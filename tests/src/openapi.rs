@@ -1588,7 +1588,7 @@ mod tests {
         );
         // Every operation of the service is there, each checked with real-looking bodies.
         let v = Validator::new(document).unwrap();
-        assert_eq!(v.routes().len(), 51, "{:#?}", v.routes());
+        assert_eq!(v.routes().len(), 52, "{:#?}", v.routes());
         let folder = "fld_01jd3x5m8k2q7r9t4v6w0y1z3e";
         v.check(
             "GET",

@@ -303,6 +303,22 @@ pub fn create_tenant(bin: &Path, data_dir: &Path, name: &str, admin: &str) -> Va
     serde_json::from_slice(&out.stdout).expect("create-tenant prints JSON")
 }
 
+/// `junction admin create-operator` on a data directory: the operator and its token.
+pub fn create_operator(bin: &Path, data_dir: &Path, name: &str) -> Value {
+    let out = Command::new(bin)
+        .args(["admin", "create-operator", name, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("JUNCTION_KEY")
+        .output()
+        .expect("run junction admin");
+    assert!(
+        out.status.success(),
+        "create-operator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("create-operator prints JSON")
+}
+
 /// One response, kept for checks over everything the service answered.
 #[derive(Debug, Clone)]
 pub struct Exchange {

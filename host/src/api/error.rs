@@ -189,6 +189,9 @@ impl IntoResponse for ApiError {
             }
         });
         let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(super::audit::ErrorCode(self.code.clone()));
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -2,9 +2,10 @@
 //! authenticated caller, query strings and pagination.
 
 use super::AppState;
+use super::audit::note_actor;
 use super::error::ApiError;
 use crate::access::Caller;
-use crate::store::{OPERATOR_TOKEN_PREFIX, Operator};
+use crate::store::{AuditActor, OPERATOR_TOKEN_PREFIX, Operator, Principal};
 use crate::store::{PageRequest, decode_cursor};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -141,9 +142,10 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?;
         if token.starts_with(OPERATOR_TOKEN_PREFIX) {
-            if state.store.authenticate_operator(token).await?.is_none() {
+            let Some((operator, token_id)) = state.store.authenticate_operator(token).await? else {
                 return Err(unauthenticated("the API token is unknown or revoked"));
-            }
+            };
+            note_actor(parts, operator_actor(&operator, token_id), None);
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "tenant_token_required",
@@ -151,10 +153,33 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         let found = state.store.authenticate(token).await?;
-        let (principal, tenant) =
+        let (principal, tenant, token_id) =
             found.ok_or_else(|| unauthenticated("the API token is unknown or revoked"))?;
         tracing::Span::current().record("principal", principal.id.as_str());
+        note_actor(
+            parts,
+            principal_actor(&principal, token_id),
+            Some(&tenant.id),
+        );
         Ok(Caller { principal, tenant })
+    }
+}
+
+fn principal_actor(principal: &Principal, token_id: String) -> AuditActor {
+    AuditActor {
+        kind: "principal".into(),
+        id: principal.id.clone(),
+        name: principal.name.clone(),
+        token_id: Some(token_id),
+    }
+}
+
+fn operator_actor(operator: &Operator, token_id: String) -> AuditActor {
+    AuditActor {
+        kind: "operator".into(),
+        id: operator.id.clone(),
+        name: operator.name.clone(),
+        token_id: Some(token_id),
     }
 }
 
@@ -185,6 +210,33 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))
 }
 
+/// The caller of an endpoint that tenants and operators both reach (the audit log), each
+/// seeing its own share.
+#[derive(Debug, Clone)]
+pub enum AnyCaller {
+    Tenant(Caller),
+    /// An operator (authenticated): sees the whole service.
+    Operator,
+}
+
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if bearer_token(parts)?.starts_with(OPERATOR_TOKEN_PREFIX) {
+            OperatorCaller::from_request_parts(parts, state).await?;
+            Ok(Self::Operator)
+        } else {
+            Ok(Self::Tenant(
+                Caller::from_request_parts(parts, state).await?,
+            ))
+        }
+    }
+}
+
 /// The operator calling an operator endpoint (catalog changes, tenants' policies).
 #[derive(Debug, Clone)]
 pub struct OperatorCaller(pub Operator);
@@ -200,7 +252,12 @@ impl FromRequestParts<AppState> for OperatorCaller {
         if !token.starts_with(OPERATOR_TOKEN_PREFIX) {
             // A tenant's token, valid or not, never reaches operator endpoints; a valid
             // one learns why.
-            if state.store.authenticate(token).await?.is_some() {
+            if let Some((principal, tenant, token_id)) = state.store.authenticate(token).await? {
+                note_actor(
+                    parts,
+                    principal_actor(&principal, token_id),
+                    Some(&tenant.id),
+                );
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "operator_only",
@@ -209,12 +266,13 @@ impl FromRequestParts<AppState> for OperatorCaller {
             }
             return Err(unauthenticated("the API token is unknown or revoked"));
         }
-        let operator = state
+        let (operator, token_id) = state
             .store
             .authenticate_operator(token)
             .await?
             .ok_or_else(|| unauthenticated("the operator token is unknown or revoked"))?;
         tracing::Span::current().record("principal", operator.id.as_str());
+        note_actor(parts, operator_actor(&operator, token_id), None);
         Ok(Self(operator))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP server: the management API under `/v1`, health and metrics endpoints, and the
 //! OpenAPI document describing them (`/v1/openapi.json`).
 
+pub mod audit;
 mod error;
 mod extract;
 pub mod metrics;
@@ -56,7 +57,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(service: AppState) -> Router {
     let max_body_bytes = service.max_body_bytes;
     use routes::{
-        catalog, connections, connectors, folders, invocations, oauth, policies, system, tenancy,
+        audit, catalog, connections, connectors, folders, invocations, oauth, policies, system,
+        tenancy,
     };
     Router::new()
         .route("/healthz", get(system::healthz))
@@ -145,9 +147,14 @@ pub fn router(service: AppState) -> Router {
         )
         .route("/v1/invocations", get(invocations::list))
         .route("/v1/invocations/{id}", get(invocations::show))
+        .route("/v1/audit", get(audit::list))
         .fallback(system::no_route)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            self::audit::record,
+        ))
         .layer(middleware::from_fn_with_state(service.clone(), observe))
         .with_state(service)
 }
@@ -171,7 +178,7 @@ fn client_request_id(value: &HeaderValue) -> Option<String> {
 }
 
 /// Request ids, the access log line and the request metrics.
-async fn observe(State(service): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(State(service): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -196,6 +203,9 @@ async fn observe(State(service): State<AppState>, request: Request, next: Next) 
         route = %route,
         principal = tracing::field::Empty,
     );
+    request
+        .extensions_mut()
+        .insert(audit::RequestId(request_id.clone()));
     let mut cut = service.cut.subscribe();
     let mut response = tokio::select! {
         response = next.run(request).instrument(span.clone()) => response,

@@ -119,6 +119,32 @@ async fn check_credential_store_tenants(
     Ok(())
 }
 
+/// How often the audit log's old events are removed.
+const AUDIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Removes audit events older than `keep`, now and every [`AUDIT_PRUNE_EVERY`], until
+/// `stop` turns true.
+async fn prune_audit_log(
+    store: Store,
+    keep: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let before =
+            crate::store::Timestamp(crate::store::Timestamp::now().0.saturating_sub(keep_ms));
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "audit log: removed events past the retention"),
+            Err(e) => tracing::warn!(error = %e, "audit log: cannot remove old events"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_PRUNE_EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
 /// Runs the service until it is asked to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let lock = DataDirLock::acquire(&config.store.data_dir)?;
@@ -250,6 +276,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         )
     });
 
+    let retention = config
+        .audit_retention
+        .map(|keep| tokio::spawn(prune_audit_log(store.clone(), keep, stop_rx.clone())));
+
     let mut stop_seen = stop_rx.clone();
     let server = axum::serve(listener, router(service.clone()))
         .with_graceful_shutdown(async move {
@@ -292,6 +322,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         && tokio::time::timeout(CUT_WAIT, metrics).await.is_err()
     {
         tracing::warn!("the metrics listener did not stop in time");
+    }
+    if let Some(retention) = retention {
+        retention.abort();
     }
     if let Some(health) = health
         && tokio::time::timeout(CUT_WAIT, health).await.is_err()

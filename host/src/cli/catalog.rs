@@ -1250,7 +1250,7 @@ fn api_json(e: &ClientError) -> Value {
 }
 
 /// The message of a failed call, with the details that help and a hint where one does.
-fn catalog_error(client: &Client, e: ClientError) -> RemoteError {
+pub(super) fn catalog_error(client: &Client, e: ClientError) -> RemoteError {
     let Some((status, api)) = e.api() else {
         return super::remote::transport_error(&e);
     };

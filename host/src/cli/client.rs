@@ -673,6 +673,33 @@ impl Client {
         self.call(Method::PUT, &path, Some(body)).await
     }
 
+    /// `GET /v1/audit` with `filters` (`action`, `actor_id`, `outcome`, `since`,
+    /// `tenant_id`), one page.
+    pub async fn audit_events(
+        &self,
+        filters: &[(&str, &str)],
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Reply<Page>, ClientError> {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in filters {
+            query.append_pair(name, value);
+        }
+        if let Some(cursor) = cursor {
+            query.append_pair("cursor", cursor);
+        }
+        if let Some(limit) = limit {
+            query.append_pair("limit", &limit.to_string());
+        }
+        let query = query.finish();
+        let path = if query.is_empty() {
+            "/v1/audit".to_owned()
+        } else {
+            format!("/v1/audit?{query}")
+        };
+        self.call(Method::GET, &path, None).await
+    }
+
     /// `DELETE /v1/tenants/{id}/oauth-apps/{connector}`.
     pub async fn remove_oauth_app(&self, tenant: &str, connector: &str) -> Result<(), ClientError> {
         let path = format!(

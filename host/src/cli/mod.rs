@@ -20,6 +20,7 @@ macro_rules! outln {
     };
 }
 
+pub mod audit;
 pub mod catalog;
 pub mod client;
 mod local;
@@ -182,6 +183,16 @@ pub enum Command {
     /// used.
     #[command(after_long_help = catalog::POLICY_EXAMPLES)]
     Policy(PolicyCommand),
+    /// The audit log: what administrators and operators did or tried (principals, tokens,
+    /// grants, folders, policies, OAuth apps, catalog changes, credential store references),
+    /// who did it with which token, when, and how it ended. Never a secret.
+    ///
+    /// A tenant's administrator reads the tenant's acts (operators' acts on its policy
+    /// included); an operator reads every act. Talks to `junction serve` at --server with
+    /// JUNCTION_TOKEN. Exit status: 0 on success, 2 for bad usage or a service that cannot
+    /// be used.
+    #[command(subcommand_required = true)]
+    Audit(audit::AuditCommand),
 }
 
 const SERVE_EXAMPLES: &str = "Examples:

@@ -3,7 +3,9 @@
 
 use crate::config::StoreArgs;
 use crate::credentials::at_rest::MasterKey;
-use crate::store::{DataDirLock, KeySource, Store, StoreError};
+use crate::store::{
+    AuditActor, AuditOutcome, DataDirLock, KeySource, NewAuditEvent, Store, StoreError,
+};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -90,8 +92,18 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
     match command {
         AdminCommand::CreateTenant { name, admin, store } => {
             let store = open_store(&store).await?;
-            let (tenant, principal, token) = store.create_tenant(&name, &admin).await?;
+            let created = store.create_tenant(&name, &admin).await;
+            let target = created.as_ref().ok().map(|(t, _, _)| t.id.clone());
+            record_local(
+                &store,
+                "tenant.create",
+                target.as_deref(),
+                created.as_ref().map(|_| ()),
+                json!({"name": name, "admin": admin}),
+            )
+            .await;
             store.close().await;
+            let (tenant, principal, token) = created?;
             let out = json!({"tenant": tenant, "principal": principal, "token": token});
             // Plain `Display` of a JSON value cannot fail, and this is the only copy of the
             // token: print it, never drop it.
@@ -101,6 +113,14 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
         AdminCommand::CreateOperatorToken { name, store } => {
             let store = open_store(&store).await?;
             let created = store.create_operator_token(&name).await;
+            record_local(
+                &store,
+                "operator_token.create",
+                None,
+                created.as_ref().map(|_| ()),
+                json!({"operator": name}),
+            )
+            .await;
             store.close().await;
             let (operator, token) = created?;
             let out = json!({"operator": operator, "token": token.expose()});
@@ -110,6 +130,14 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
         AdminCommand::RevokeOperatorTokens { name, store } => {
             let store = open_store(&store).await?;
             let revoked = store.revoke_operator_tokens(&name).await;
+            record_local(
+                &store,
+                "operator_token.revoke_all",
+                None,
+                revoked.as_ref().map(|_| ()),
+                json!({"operator": name, "revoked": revoked.as_ref().ok()}),
+            )
+            .await;
             store.close().await;
             crate::outln!("revoked {} token(s) of operator `{name}`", revoked?);
             Ok(())
@@ -117,6 +145,14 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
         AdminCommand::CreateOperator { name, store } => {
             let store = open_store(&store).await?;
             let created = store.create_operator(&name).await;
+            record_local(
+                &store,
+                "operator.create",
+                None,
+                created.as_ref().map(|_| ()),
+                json!({"operator": name}),
+            )
+            .await;
             store.close().await;
             let (operator, token) = created?;
             let out = json!({"operator": operator, "token": token.expose()});
@@ -124,6 +160,49 @@ pub async fn admin(command: AdminCommand) -> Result<(), ServiceCommandError> {
             crate::outln!("{out:#}");
             Ok(())
         }
+    }
+}
+
+/// Records an act of `junction admin` (run on the service's machine, with access to its
+/// data directory) on the audit log. `tenant` is the tenant it concerns, if any.
+async fn record_local(
+    store: &Store,
+    action: &str,
+    tenant: Option<&str>,
+    outcome: Result<(), &StoreError>,
+    details: serde_json::Value,
+) {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let event = NewAuditEvent {
+        tenant_id: tenant.map(str::to_owned),
+        actor: AuditActor {
+            kind: "local".into(),
+            id: "junction-admin".into(),
+            name: format!("junction admin (user {user})"),
+            token_id: None,
+        },
+        action: action.to_owned(),
+        target: tenant.map(str::to_owned),
+        outcome: if outcome.is_ok() {
+            AuditOutcome::Ok
+        } else {
+            AuditOutcome::Refused
+        },
+        status: None,
+        error_code: outcome.err().map(|e| match e {
+            StoreError::Conflict(_) => "conflict".to_owned(),
+            _ => "error".to_owned(),
+        }),
+        request_id: None,
+        details: match details {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+    };
+    if let Err(e) = store.record_audit(&event).await {
+        eprintln!("warning: the act could not be recorded on the audit log: {e}");
     }
 }
 

@@ -349,9 +349,13 @@ impl Store {
     }
 
     /// The operator an operator token belongs to, if the token is valid.
-    pub async fn authenticate_operator(&self, token: &str) -> Result<Option<Operator>, StoreError> {
+    /// The operator holding `token`, and the token's id.
+    pub async fn authenticate_operator(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Operator, String)>, StoreError> {
         let row = sqlx::query(
-            "SELECT o.id, o.name, o.created_at FROM operators o \
+            "SELECT o.id, o.name, o.created_at, t.id AS token_id FROM operators o \
              JOIN operator_tokens t ON t.operator_id = o.id \
              WHERE t.token_hash = ? AND t.revoked_at IS NULL",
         )
@@ -359,11 +363,14 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(Operator {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                created_at: r.try_get("created_at")?,
-            })
+            Ok((
+                Operator {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                },
+                r.try_get("token_id")?,
+            ))
         })
         .transpose()
     }

@@ -5,6 +5,7 @@
 //! Secret values are sealed with the master key (`credentials::at_rest`) before they reach
 //! this module's tables, and opened only when an invocation needs them.
 
+mod audit;
 mod catalog;
 mod connections;
 mod invocations;
@@ -12,6 +13,7 @@ mod keys;
 mod oauth;
 mod tenancy;
 
+pub use audit::{AuditActor, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent};
 pub use catalog::{
     Activation, NewVersion, OPERATOR_TOKEN_PREFIX, Operator, PolicyRecord, PublishedVersion,
     TenantOAuthApp,
@@ -296,6 +298,13 @@ impl Timestamp {
     pub fn rfc3339(self) -> String {
         let ms = u64::try_from(self.0).unwrap_or(0);
         humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    }
+
+    /// An RFC 3339 time (`2026-11-22T10:00:00Z`, fractions of a second allowed).
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let at = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+        let ms = at.duration_since(UNIX_EPOCH).ok()?.as_millis();
+        i64::try_from(ms).ok().map(Self)
     }
 }
 

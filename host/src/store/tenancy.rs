@@ -170,11 +170,12 @@ const PRINCIPAL_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, p.crea
      f.id AS personal_folder_id FROM principals p \
      JOIN folders f ON f.owner_id = p.id AND f.kind = 'personal'";
 
-/// [`PRINCIPAL_SELECT`] with the tenant's columns; join `tenants n`.
+/// [`PRINCIPAL_SELECT`] with the tenant's columns and the token's id; join `tenants n` and
+/// `api_tokens t`.
 const PRINCIPAL_SELECT_WITH_TENANT: &str = "SELECT p.id, p.tenant_id, p.name, p.role, \
      p.created_at, f.id AS personal_folder_id, n.name AS tenant_name, \
      n.members_can_create_shared_connections AS tenant_members_create, \
-     n.created_at AS tenant_created_at FROM principals p \
+     n.created_at AS tenant_created_at, t.id AS token_id FROM principals p \
      JOIN folders f ON f.owner_id = p.id AND f.kind = 'personal'";
 
 fn principal_row(r: &SqliteRow) -> Result<Principal, StoreError> {
@@ -330,10 +331,11 @@ impl Store {
     }
 
     /// The principal and tenant a token belongs to, if the token is valid.
+    /// The principal holding `token`, its tenant, and the token's id.
     pub async fn authenticate(
         &self,
         token: &str,
-    ) -> Result<Option<(Principal, Tenant)>, StoreError> {
+    ) -> Result<Option<(Principal, Tenant, String)>, StoreError> {
         // One query on every authenticated request: the principal and its tenant together.
         let row = sqlx::query(&format!(
             "{PRINCIPAL_SELECT_WITH_TENANT} JOIN api_tokens t ON t.principal_id = p.id \
@@ -353,7 +355,7 @@ impl Store {
             members_can_create_shared_connections: row.try_get("tenant_members_create")?,
             created_at: row.try_get("tenant_created_at")?,
         };
-        Ok(Some((principal, tenant)))
+        Ok(Some((principal, tenant, row.try_get("token_id")?)))
     }
 
     pub async fn create_token(

@@ -292,22 +292,9 @@ async fn new_operator(service: &'static Service) -> User {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!("ops-{}", N.fetch_add(1, Ordering::Relaxed));
     let dir = service.data_dir.clone();
-    let created = tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(bin())
-            .args(["admin", "create-operator", &name, "--data-dir"])
-            .arg(&dir)
-            .env_remove("JUNCTION_KEY")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    })
-    .await
-    .unwrap();
+    let created = tokio::task::spawn_blocking(move || service::create_operator(bin(), &dir, &name))
+        .await
+        .unwrap();
     let token = text(&created["token"]);
     User {
         label: format!("operator {}", text(&created["operator"]["name"])),

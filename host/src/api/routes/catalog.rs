@@ -1,6 +1,7 @@
 //! The operator's catalog: publish component versions, list them with their states,
 //! install, upgrade, roll back, skip. Published versions cannot be unpublished.
 
+use crate::api::audit::AuditNote;
 use crate::api::extract::OperatorCaller;
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::{ConnectorView, Switch, VersionView};
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 pub async fn publish(
     State(service): State<AppState>,
     OperatorCaller(operator): OperatorCaller,
+    audit: AuditNote,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -31,6 +33,18 @@ pub async fn publish(
     let bytes = body.map_err(|r| body_error(&r, service.catalog.max_component_bytes()))?;
     let published = service.catalog.publish(&bytes, &operator.id).await?;
     let mut body = version_json(&published.version);
+    for key in ["digest", "size_bytes", "release"] {
+        if let Some(value) = body.get(key) {
+            audit.detail(key, value.clone());
+        }
+    }
+    if let (Some(name), Some(version)) = (
+        body.get("name").and_then(Value::as_str),
+        body.get("version").and_then(Value::as_str),
+    ) {
+        audit.target(format!("{name}@{version}"));
+    }
+    audit.detail("already_published", !published.created);
     let status = if published.created {
         StatusCode::CREATED
     } else {
@@ -114,6 +128,7 @@ pub struct SwitchRequest {
 
 async fn switch(
     service: &AppState,
+    audit: &AuditNote,
     name: &str,
     how: Switch,
     headers: &HeaderMap,
@@ -138,41 +153,55 @@ async fn switch(
             )
         })?
     };
+    if let Some(version) = &request.version {
+        audit.detail("requested_version", version.as_str());
+    }
+    let before = service
+        .catalog
+        .get(name)
+        .map(|l| l.connector.id().version.clone());
     let view = service
         .catalog
         .switch(name, how, request.version.as_deref())
         .await?;
+    audit.detail("from", before);
+    if let Some(active) = &view.active_version {
+        audit.target(format!("{name}@{active}"));
+    }
     Ok(Json(connector_json(&view)))
 }
 
 pub async fn install(
     State(service): State<AppState>,
     _operator: OperatorCaller,
+    audit: AuditNote,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &name, Switch::Install, &headers, body).await
+    switch(&service, &audit, &name, Switch::Install, &headers, body).await
 }
 
 pub async fn upgrade(
     State(service): State<AppState>,
     _operator: OperatorCaller,
+    audit: AuditNote,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &name, Switch::Upgrade, &headers, body).await
+    switch(&service, &audit, &name, Switch::Upgrade, &headers, body).await
 }
 
 pub async fn rollback(
     State(service): State<AppState>,
     _operator: OperatorCaller,
+    audit: AuditNote,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &name, Switch::Rollback, &headers, body).await
+    switch(&service, &audit, &name, Switch::Rollback, &headers, body).await
 }
 
 pub async fn skip(

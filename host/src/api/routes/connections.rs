@@ -3,6 +3,7 @@
 use super::folders::{folder_of_tenant, visible_folders};
 use super::tenancy::check_name;
 use crate::access::Caller;
+use crate::api::audit::{AuditNote, REFERENCE_SECRET};
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::auth::oauth::Grant;
@@ -217,9 +218,24 @@ pub struct CreateRequest {
     poll_interval_seconds: Option<u32>,
 }
 
+/// Notes, on the audit log, the credential store references a request gives: pointing a
+/// secret field at a vault is an administrator's act.
+fn note_references(audit: &AuditNote, refs: &BTreeMap<String, CredentialRef>) {
+    if refs.is_empty() {
+        return;
+    }
+    audit.act(REFERENCE_SECRET);
+    let given: serde_json::Map<String, Value> = refs
+        .iter()
+        .map(|(field, r)| (field.clone(), Value::String(r.to_string())))
+        .collect();
+    audit.detail("references", given);
+}
+
 pub async fn create(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Body(request): Body<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
     check_name("name", &request.name)?;
@@ -259,6 +275,7 @@ pub async fn create(
     let manifest = loaded.connector.manifest();
     policy.require_enabled(&request.connector)?;
     let (mut values, refs) = connections::split_inputs(request.fields);
+    note_references(&audit, &refs);
     let auth = request.auth.as_deref();
     // The scheme is checked against the policy before anything is read from a vault or
     // asked of a provider (an unknown scheme is reported by the field checks below).
@@ -321,6 +338,7 @@ pub async fn create(
         })
         .await?;
     tracing::info!(connection = %id, connector = %request.connector, folder = %folder.id, "connection created");
+    audit.target(&id);
     let authorization = match &provider {
         Some(p) if matches!(p.grant, Grant::Code { .. }) => {
             Some(super::oauth::start(&service, &caller, &id, p).await?)
@@ -365,9 +383,20 @@ pub struct UpdateRequest {
 pub async fn update(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Path(id): Path<String>,
     Body(request): Body<UpdateRequest>,
 ) -> ApiResult<Json<ConnectionView>> {
+    let requested: BTreeMap<String, CredentialRef> = request
+        .fields
+        .iter()
+        .flatten()
+        .filter_map(|(name, input)| match input {
+            Some(FieldInput::Reference(r)) => Some((name.clone(), r.clone())),
+            _ => None,
+        })
+        .collect();
+    note_references(&audit, &requested);
     let record = authorized(&service, &caller, &id, Permissions::EDIT).await?;
     if let Some(name) = &request.name {
         check_name("name", name)?;

@@ -2,6 +2,7 @@
 
 use super::tenancy::check_name;
 use crate::access::Caller;
+use crate::api::audit::AuditNote;
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::store::{Folder, Grant, Page, Permissions};
@@ -91,8 +92,10 @@ pub struct NewFolder {
 pub async fn create(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Body(new): Body<NewFolder>,
 ) -> ApiResult<(StatusCode, Json<FolderView>)> {
+    audit.detail("name", new.name.as_str());
     caller.require_admin("create shared folders")?;
     check_name("name", &new.name)?;
     let folder = service
@@ -100,6 +103,7 @@ pub async fn create(
         .create_folder(&caller.tenant.id, new.name.trim())
         .await?;
     tracing::info!(folder = %folder.id, "folder created");
+    audit.target(&folder.id);
     let permissions = caller.permissions(&folder, Permissions::NONE);
     Ok((
         StatusCode::CREATED,
@@ -164,9 +168,11 @@ pub struct GrantRequest {
 pub async fn set_grant(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Path((id, principal_id)): Path<(String, String)>,
     Body(request): Body<GrantRequest>,
 ) -> ApiResult<Json<Grant>> {
+    audit.detail("permissions", request.permissions.clone());
     let folder = shared_folder_for_admin(&service, &caller, &id).await?;
     let principal = service
         .store

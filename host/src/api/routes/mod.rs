@@ -1,5 +1,6 @@
 //! Request handlers, one module per resource.
 
+pub mod audit;
 pub mod catalog;
 pub mod connections;
 pub mod connectors;

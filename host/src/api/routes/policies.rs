@@ -2,6 +2,7 @@
 //! OAuth apps, whose secrets are written and never read back.
 
 use crate::access::Caller;
+use crate::api::audit::AuditNote;
 use crate::api::extract::{Body, OperatorCaller};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::PolicyInput;
@@ -62,6 +63,7 @@ pub async fn show(
 pub async fn set(
     State(service): State<AppState>,
     OperatorCaller(operator): OperatorCaller,
+    audit: AuditNote,
     Path(id): Path<String>,
     Body(input): Body<PolicyInput>,
 ) -> ApiResult<Json<Value>> {
@@ -71,7 +73,15 @@ pub async fn set(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
     let record = service.store.set_policy(&tenant.id, &record).await?;
     tracing::info!(tenant = %tenant.id, operator = %operator.id, "tenant policy set");
-    Ok(Json(policy_json(&service, &tenant.id, &record).await?))
+    let shown = policy_json(&service, &tenant.id, &record).await?;
+    for key in [
+        "enabled_connectors",
+        "disabled_connectors",
+        "allowed_auth_types",
+    ] {
+        audit.detail(key, shown.get(key).cloned().unwrap_or(Value::Null));
+    }
+    Ok(Json(shown))
 }
 
 /// `GET /v1/tenant/policy`: the caller's own tenant's policy.
@@ -99,9 +109,15 @@ pub struct OAuthAppRequest {
 pub async fn set_oauth_app(
     State(service): State<AppState>,
     OperatorCaller(operator): OperatorCaller,
+    audit: AuditNote,
     Path((id, connector)): Path<(String, String)>,
     Body(request): Body<OAuthAppRequest>,
 ) -> ApiResult<Json<Value>> {
+    // What was set, never the secret itself.
+    audit.detail("client_id", request.client_id.as_str());
+    audit.detail("client_secret_set", !request.client_secret.is_empty());
+    audit.detail("scopes", request.scopes.clone());
+    audit.detail("endpoint_fields", json!(request.endpoint_fields));
     let tenant = tenant(&service, &id).await?;
     if request.client_id.trim().is_empty() {
         return Err(ApiError::invalid_field("client_id", "`client_id` is empty"));

@@ -1,6 +1,7 @@
 //! The caller, its tenant, and the tenant's principals and their tokens.
 
 use crate::access::Caller;
+use crate::api::audit::AuditNote;
 use crate::api::extract::{Body, Pagination, Query};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::store::{NewToken, Page, Principal, Role, Tenant};
@@ -39,8 +40,16 @@ pub(crate) fn check_name(field: &str, name: &str) -> ApiResult<()> {
 pub async fn update_tenant(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Body(update): Body<TenantUpdate>,
 ) -> ApiResult<Json<Tenant>> {
+    audit.target(&caller.tenant.id);
+    if let Some(name) = &update.name {
+        audit.detail("name", name.as_str());
+    }
+    if let Some(members) = update.members_can_create_shared_connections {
+        audit.detail("members_can_create_shared_connections", members);
+    }
     caller.require_admin("change the tenant's settings")?;
     if let Some(name) = &update.name {
         check_name("name", name)?;
@@ -81,14 +90,19 @@ pub struct NewPrincipal {
 pub async fn create_principal(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Body(new): Body<NewPrincipal>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    audit.detail("name", new.name.as_str());
+    audit.detail("role", json!(new.role));
     caller.require_admin("create principals")?;
     check_name("name", &new.name)?;
     let (principal, token) = service
         .store
         .create_principal(&caller.tenant.id, &new.name, new.role)
         .await?;
+    audit.target(&principal.id);
+    audit.detail("token_id", token.id.as_str());
     tracing::info!(principal = %principal.id, role = ?new.role, "principal created");
     Ok((
         StatusCode::CREATED,
@@ -127,6 +141,7 @@ pub struct TokenRequest {
 pub async fn create_token(
     State(service): State<AppState>,
     caller: Caller,
+    audit: AuditNote,
     Path(id): Path<String>,
     Body(request): Body<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
@@ -147,6 +162,7 @@ pub async fn create_token(
         .store
         .create_token(&principal.id, request.name.as_deref())
         .await?;
+    audit.detail("token_id", token.id.as_str());
     tracing::info!(principal = %principal.id, token = %token.id, "token created");
     Ok((StatusCode::CREATED, Json(token)))
 }
