@@ -66,9 +66,11 @@ lint: setup
 ## bench: the isolated-invocation benchmark (p50/p99, wasm beside native), an expired
 ## OAuth token under 1,000 concurrent invocations (one token request, the added latency),
 ## 10,000 invocations of a connection whose API key lives in a vault (one vault read,
-## the cost of a cache hit), and loading components compiled vs from precompiled artifacts.
+## the cost of a cache hit), loading components compiled vs from precompiled artifacts,
+## and the egress policy's check of resolved addresses (per check, per resolve, per connect).
 bench: setup test-servers $(RVAULT)
 	$(CARGO) bench -p junction-tests --bench invoke
 	$(CARGO) bench -p junction-tests --bench oauth
 	$(CARGO) bench -p junction-tests --bench vault
 	$(CARGO) bench -p junction-tests --bench catalog
+	$(CARGO) bench -p junction-tests --bench egress
