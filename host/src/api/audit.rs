@@ -11,7 +11,7 @@ use crate::store::{AuditActor, AuditOutcome, NewAuditEvent};
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -191,6 +191,38 @@ pub async fn record(State(service): State<AppState>, mut request: Request, next:
         .insert(AuditNote(Some(note.clone())));
     let params = parameters(&template, request.uri().path());
     let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
+    // The act and its record run on a task of their own: a client that hangs up (hyper then
+    // drops the request's future) stops neither the act's record nor, once it started, the
+    // act.
+    let done = tokio::spawn(act_and_record(
+        service, next, request, note, template, fixed, params, request_id,
+    ));
+    match done.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "an audited request failed");
+            super::ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the request failed inside the service; it is in the service's log",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Runs an audited request, then records the act.
+#[allow(clippy::too_many_arguments)]
+async fn act_and_record(
+    service: AppState,
+    next: Next,
+    request: Request,
+    note: Arc<Mutex<Note>>,
+    template: String,
+    fixed: Option<String>,
+    params: Vec<(String, String)>,
+    request_id: Option<String>,
+) -> Response {
     let response = next.run(request).await;
     let note = match note.lock() {
         Ok(mut note) => std::mem::take(&mut *note),

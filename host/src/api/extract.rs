@@ -7,15 +7,17 @@ use super::error::ApiError;
 use crate::access::Caller;
 use crate::store::{AuditActor, OPERATOR_TOKEN_PREFIX, Operator, Principal};
 use crate::store::{PageRequest, decode_cursor};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// A JSON body. Malformed JSON, a wrong shape, a missing content type and an oversized body
-/// each get a clear error.
+/// A JSON object as the body. A missing content type, an oversized body, malformed JSON,
+/// a body that is not an object (serde would read a struct from an array) and a wrong
+/// shape each get a clear error, in that order.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -23,10 +25,124 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection, state.max_body_bytes)),
+        if !json_content_type(req.headers()) {
+            return Err(unsupported_media_type());
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| bytes_rejection(&r, state.max_body_bytes))?;
+        json_object(&bytes, state.max_body_bytes).map(Self)
+    }
+}
+
+/// An optional JSON object as the body: none (or only white space) is `T::default()`;
+/// otherwise as [`Body`].
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = json_content_type(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| bytes_rejection(&r, state.max_body_bytes))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        if !is_json {
+            return Err(unsupported_media_type());
+        }
+        json_object(&bytes, state.max_body_bytes).map(Self)
+    }
+}
+
+/// For an optional property that may be left out but not be `null` (serde reads `null` as
+/// absent into an `Option`): `#[serde(default, deserialize_with = "present")]`.
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A whole number that fits a `u32`, also when JSON writes it as `60.0` (JSON Schema's
+/// `integer` allows that); `null` is `None`.
+pub(super) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom("expected a whole number from 0 to 4294967295"))
+}
+
+/// Whether a request says its body is JSON (`application/json`, or a `+json` type).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with `content-type: application/json`",
+    )
+}
+
+/// The error envelope of a body that could not be read (too large, cut short).
+pub(super) fn bytes_rejection(rejection: &BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the {limit} bytes the service accepts"),
+        )
+        .detail("limit_bytes", limit)
+    } else {
+        ApiError::new(rejection.status(), "malformed_json", rejection.body_text())
+    }
+}
+
+/// A body that must be a JSON object, read as `T`.
+pub(super) fn json_object<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, ApiError> {
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) if is_object => Ok(value),
+        Err(JsonRejection::JsonSyntaxError(e)) => {
+            Err(json_rejection(JsonRejection::JsonSyntaxError(e), limit))
+        }
+        // Valid JSON that is not an object: whatever serde made of it.
+        _ if !is_object => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the body does not have the expected shape: it must be a JSON object (`{…}`)",
+        )),
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(json_rejection(rejection, limit)),
     }
 }
 

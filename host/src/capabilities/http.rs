@@ -18,7 +18,8 @@ use crate::runtime::state::InvocationState;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,7 +29,9 @@ use tracing::instrument;
 use url::Url;
 use wasmtime::component::{HasData, Linker};
 
-use super::proxy::{Proxies, ProxyConnector};
+use super::proxy::{Proxies, ProxyConnector, check_proxied};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use super::proxy::{ProxySetting, ProxySettingError};
 
 /// The outbound HTTP client shared by all invocations of a runtime. Its proxies, trust roots
@@ -37,6 +40,7 @@ pub use super::proxy::{ProxySetting, ProxySettingError};
 pub struct HttpClient {
     client: Client<ProxyConnector, Full<Bytes>>,
     proxies: Proxies,
+    egress: Arc<EgressPolicy>,
 }
 
 /// Shows the proxies' origins, never their credentials.
@@ -210,13 +214,17 @@ impl HttpClient {
     ) -> Self {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // TLS is layered on the connections it makes to https destinations.
-        let destination = TcpConnector::new(egress, connect_timeout);
+        let destination = TcpConnector::new(egress.clone(), connect_timeout);
         let connector =
             ProxyConnector::new(destination, connect_timeout, Arc::new(tls), proxies.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { client, proxies }
+        Self {
+            client,
+            proxies,
+            egress,
+        }
     }
 
     /// The origin (`http://host:port`, without credentials) of the proxy a request to `url`
@@ -234,14 +242,25 @@ impl HttpClient {
         }
     }
 
-    /// Sends `request`: a plain http request to a proxy carries the proxy's credentials.
-    fn request(&self, mut request: http::Request<Full<Bytes>>) -> ResponseFuture {
+    /// Sends `request`. A plain http request through a proxy carries the proxy's
+    /// credentials, and its destination is checked against the egress policy each time:
+    /// such requests share a pooled connection to the proxy, which resolves their host
+    /// again for every one of them.
+    async fn request(
+        &self,
+        mut request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, BoxError> {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP)
+            && self.proxies.origin_for(request.uri()).is_some()
+        {
+            check_proxied(&self.egress, request.uri()).await?;
+        }
         if let Some(auth) = self.proxies.request_auth(request.uri()) {
             request
                 .headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, auth);
         }
-        self.client.request(request)
+        Ok(self.client.request(request).await?)
     }
 
     /// Sends a request of the host's own (a token request to an OAuth provider): no
@@ -262,14 +281,14 @@ impl HttpClient {
             let response =
                 self.request(request)
                     .await
-                    .map_err(|e| match ConnectError::refusal_in(&e) {
+                    .map_err(|e| match ConnectError::refusal_in(&*e) {
                         Some(refusal) => ExchangeError::Denied {
                             origin: origin.clone(),
                             reason: refusal.to_string(),
                         },
                         None => ExchangeError::Unreachable {
                             origin: origin.clone(),
-                            detail: chain(&e),
+                            detail: chain(&*e),
                         },
                     })?;
             let (parts, body) = response.into_parts();
@@ -500,11 +519,11 @@ impl HttpView<'_> {
                         let target = self.client.describe(&url);
                         // The address refused goes to the operator's log only (the
                         // connector logged it); the tenant learns its class.
-                        if let Some(refusal) = ConnectError::refusal_in(&e) {
+                        if let Some(refusal) = ConnectError::refusal_in(&*e) {
                             return Ok(Err(denied(format!("cannot reach {target}: {refusal}"))));
                         }
-                        let detail = chain(&e);
-                        return Ok(Err(if ConnectError::is_timeout_in(&e) {
+                        let detail = chain(&*e);
+                        return Ok(Err(if ConnectError::is_timeout_in(&*e) {
                             timeout(format!("cannot connect to {target}: {detail}"))
                         } else {
                             internal(format!("cannot reach {target}: {detail}"))

@@ -59,12 +59,10 @@ impl log::Host for LogView<'_> {
     #[instrument(level = "trace", skip_all)]
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let was_open = *self.budget > 0;
+        // Scrubbed whole, then cut: a cut line could leave most of a secret unmatched.
+        let message = self.connection.scrub_str(message);
         if let Some(text) = take_budget(self.budget, &message) {
-            emit(
-                self.connector,
-                level,
-                &self.connection.scrub_str(text.to_owned()),
-            );
+            emit(self.connector, level, text);
         }
         if was_open && *self.budget == 0 {
             tracing::warn!(

@@ -335,9 +335,13 @@ impl ConnectError {
         }
     }
 
-    /// An error of the tunnelling TLS connector: I/O errors are its own (the TLS
-    /// handshake), others come from the tunnel.
+    /// An error of the tunnelling TLS connector: the egress check's, I/O errors of its
+    /// own (the TLS handshake), or the tunnel's.
     fn tunnelled(e: BoxError) -> Self {
+        let e = match e.downcast::<egress::ConnectError>() {
+            Ok(refused) => return Self::Egress(*refused),
+            Err(e) => e,
+        };
         if e.is::<std::io::Error>() {
             Self::Tls(e)
         } else {
@@ -390,7 +394,10 @@ impl ProxyConnector {
 /// Checks a destination reached through a proxy before anything is sent to the proxy:
 /// resolved here and checked like a direct one, unless the operator leaves names to the
 /// proxy (then only a destination given as an address is checked).
-async fn check_proxied(policy: &EgressPolicy, dst: &http::Uri) -> Result<(), ConnectError> {
+pub(crate) async fn check_proxied(
+    policy: &EgressPolicy,
+    dst: &http::Uri,
+) -> Result<(), ConnectError> {
     if !policy.is_enforced() {
         return Ok(());
     }
@@ -402,6 +409,50 @@ async fn check_proxied(policy: &EgressPolicy, dst: &http::Uri) -> Result<(), Con
         .await
         .map(|_| ())
         .map_err(ConnectError::Egress)
+}
+
+/// The tunnel to an https destination through a proxy, under the egress policy: the
+/// destination's name is resolved and checked here, and the proxy is asked to `CONNECT` to
+/// the address checked, so a name that answers differently to the proxy (DNS rebinding)
+/// cannot lead it elsewhere. TLS, outside this, still runs with the destination's name.
+/// When the operator leaves names to the proxy (`proxy_enforces`), the name is passed on
+/// and only a destination given as an address is checked.
+#[derive(Clone)]
+struct AddressedTunnel {
+    tunnel: Tunnel<TcpConnector>,
+    policy: Arc<EgressPolicy>,
+}
+
+impl Service<http::Uri> for AddressedTunnel {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.tunnel.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let mut tunnel = self.tunnel.clone();
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            if !policy.is_enforced() || policy.proxy_enforces() {
+                check_proxied(&policy, &dst).await?;
+                return tunnel.call(dst).await.map_err(Into::into);
+            }
+            let (host, port) = egress::connect::host_and_port(&dst)?;
+            // Each address the name resolves to, in order, until the proxy reaches one.
+            let mut last: BoxError = egress::ConnectError::NoAddress { host: host.clone() }.into();
+            for address in egress::resolve_checked(&policy, &host, port).await? {
+                let target = format!("https://{address}/").parse::<http::Uri>()?;
+                match tunnel.call(target).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = e.into(),
+                }
+            }
+            Err(last)
+        })
+    }
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<ProxyStream, ConnectError>> + Send>>;
@@ -432,10 +483,11 @@ impl Service<http::Uri> for ProxyConnector {
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                // TLS with the destination, inside the tunnel.
-                let mut tunnelled = HttpsConnector::from((tunnel, tls));
+                // TLS with the destination (by its name), inside a tunnel to the address
+                // checked here.
+                let addressed = AddressedTunnel { tunnel, policy };
+                let mut tunnelled = HttpsConnector::from((addressed, tls));
                 Box::pin(async move {
-                    check_proxied(&policy, &dst).await?;
                     let stream = tunnelled.call(dst).await.map_err(ConnectError::tunnelled)?;
                     Ok(ProxyStream::new(stream, false))
                 })

@@ -20,6 +20,8 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
 pub struct CapturedOutput {
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// Each pipe's capacity: a full pipe's last line may be cut.
+    capacity: usize,
 }
 
 /// A WASI context with nothing in it, and the pipes that capture its output.
@@ -27,6 +29,7 @@ pub fn sandbox(output_bytes: usize) -> (WasiCtx, CapturedOutput) {
     let output = CapturedOutput {
         stdout: MemoryOutputPipe::new(output_bytes),
         stderr: MemoryOutputPipe::new(output_bytes),
+        capacity: output_bytes,
     };
     let ctx = WasiCtxBuilder::new()
         .stdout(output.stdout.clone())
@@ -39,9 +42,19 @@ pub fn sandbox(output_bytes: usize) -> (WasiCtx, CapturedOutput) {
     (ctx, output)
 }
 
-/// Captured bytes as text, the connection's secrets replaced.
-fn scrubbed(bytes: &[u8], connection: &PreparedConnection) -> String {
-    connection.scrub_str(String::from_utf8_lossy(bytes).into_owned())
+/// Captured bytes as text, the connection's secrets replaced. A pipe that filled up ends
+/// where the guest's writes were cut, perhaps in the middle of a secret the scrubber would
+/// then not recognise: its last, unfinished line is left out.
+fn scrubbed(bytes: &[u8], capacity: usize, connection: &PreparedConnection) -> String {
+    let kept = if bytes.len() >= capacity {
+        bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(&bytes[..0], |end| &bytes[..=end])
+    } else {
+        bytes
+    };
+    connection.scrub_str(String::from_utf8_lossy(kept).into_owned())
 }
 
 impl CapturedOutput {
@@ -49,7 +62,7 @@ impl CapturedOutput {
     /// secrets.
     pub fn flush_to_log(&self, connector: &ConnectorId, connection: &PreparedConnection) {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let text = scrubbed(&pipe.contents(), connection);
+            let text = scrubbed(&pipe.contents(), self.capacity, connection);
             for line in text.lines() {
                 if !line.trim().is_empty() {
                     tracing::info!(target: "junction::guest", connector = %connector, stream, "{line}");
@@ -61,7 +74,7 @@ impl CapturedOutput {
     /// The message of a Rust panic, if the guest printed one to stderr, without
     /// `connection`'s secrets.
     pub fn panic_message(&self, connection: &PreparedConnection) -> Option<String> {
-        let text = scrubbed(&self.stderr.contents(), connection);
+        let text = scrubbed(&self.stderr.contents(), self.capacity, connection);
         let start = text.find("panicked at ")?;
         let message: Vec<&str> = text[start..]
             .lines()

@@ -214,17 +214,28 @@ impl EgressPolicy {
             return Ok(());
         }
         let refuse = |class| Err(Refusal { class, address });
-        // An IPv4-mapped address reaches the IPv4 address on a dual-stack socket.
-        if self.is_own_listener(address.ip().to_canonical(), address.port()) {
+        let ip = address.ip();
+        let canonical = ip.to_canonical();
+        // Whatever the allow-list says: an IPv4-mapped address (it reaches the IPv4
+        // address on a dual-stack socket: no resolver hands one out, a URL naming one is
+        // dodging the IPv4 rules), and the unspecified address (a connection to 0.0.0.0 or
+        // `::` reaches this machine).
+        if canonical != ip {
+            return refuse(AddressClass::Ipv4Mapped);
+        }
+        if ip.is_unspecified() {
+            return refuse(AddressClass::Unspecified);
+        }
+        if self.is_own_listener(ip, address.port()) {
             return refuse(AddressClass::OwnListener);
         }
-        match classify(address.ip()) {
+        match classify(ip) {
             None => Ok(()),
             Some(AddressClass::Metadata) => {
                 if self
                     .allow
                     .iter()
-                    .any(|r| r.matches(address) && r.names_exactly(address.ip()))
+                    .any(|r| r.matches(address) && r.names_exactly(ip))
                 {
                     Ok(())
                 } else {
@@ -232,14 +243,31 @@ impl EgressPolicy {
                 }
             }
             Some(class) => {
-                if self.allow.iter().any(|r| r.matches(address)) {
-                    Ok(())
-                } else {
-                    refuse(class)
+                if !self.allow.iter().any(|r| r.matches(address)) {
+                    return refuse(class);
+                }
+                // A NAT64 address opened by the operator is translated to the IPv4 address
+                // it embeds: that one must be allowed too (a metadata service, a private
+                // address, this service behind the translator).
+                match nat64_embedded(ip) {
+                    Some(v4) => self
+                        .check(SocketAddr::new(IpAddr::V4(v4), address.port()))
+                        .map_err(|r| Refusal { address, ..r }),
+                    None => Ok(()),
                 }
             }
         }
     }
+}
+
+/// The IPv4 address a NAT64 address of the well-known prefix (`64:ff9b::/96`) embeds.
+fn nat64_embedded(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else {
+        return None;
+    };
+    let bits = u128::from(v6);
+    (bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000)
+        .then(|| std::net::Ipv4Addr::from(u32::try_from(bits & 0xffff_ffff).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -353,18 +381,17 @@ mod tests {
             policy
                 .check(addr("[::ffff:127.0.0.1]:7480"))
                 .map_err(|r| r.class),
-            Err(AddressClass::OwnListener)
+            Err(AddressClass::Ipv4Mapped)
         );
+        // Every unspecified form reaches the machine itself.
+        for unspecified in ["0.0.0.0:7480", "[::]:7480", "[::ffff:0.0.0.0]:7480"] {
+            assert!(policy.check(addr(unspecified)).is_err(), "{unspecified}");
+        }
         assert_eq!(policy.check(addr("127.0.0.1:7481")), Ok(()));
 
         let everywhere = EgressPolicy::local(Vec::new());
         everywhere.add_own_listener(addr("0.0.0.0:9090"));
-        for own in [
-            "127.0.0.1:9090",
-            "127.8.0.1:9090",
-            "[::1]:9090",
-            "0.0.0.0:9090",
-        ] {
+        for own in ["127.0.0.1:9090", "127.8.0.1:9090", "[::1]:9090"] {
             assert_eq!(
                 everywhere.check(addr(own)).map_err(|r| r.class),
                 Err(AddressClass::OwnListener),
@@ -372,6 +399,35 @@ mod tests {
             );
         }
         assert_eq!(everywhere.check(addr("127.0.0.1:9091")), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_opened_broadly_does_not_open_ipv4_through_mapped_or_nat64_forms() {
+        let policy = EgressPolicy::new(vec![rule("::/0")]);
+        for mapped in [
+            "[::ffff:169.254.169.254]:80",
+            "[::ffff:10.0.0.1]:80",
+            "[::ffff:8.8.8.8]:80",
+        ] {
+            assert_eq!(
+                policy.check(addr(mapped)).map_err(|r| r.class),
+                Err(AddressClass::Ipv4Mapped),
+                "{mapped}"
+            );
+        }
+        // NAT64 opened: the embedded IPv4 address is checked as IPv4.
+        assert_eq!(policy.check(addr("[64:ff9b::808:808]:443")), Ok(()));
+        for (embedded, class) in [
+            ("[64:ff9b::a9fe:a9fe]:80", AddressClass::Metadata),
+            ("[64:ff9b::a00:1]:80", AddressClass::Private),
+            ("[64:ff9b::7f00:1]:80", AddressClass::Loopback),
+        ] {
+            assert_eq!(
+                policy.check(addr(embedded)).map_err(|r| r.class),
+                Err(class),
+                "{embedded}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,53 @@ pub struct FairSlots {
     state: Mutex<State>,
 }
 
+/// A waiter's place in the queue while it waits. Settled when the wait ends; a waiter that
+/// goes away unsettled (its request was cut while it waited) leaves the queue, and a slot
+/// handed to it in the meantime is given back, never lost.
+struct Waiting<'a> {
+    slots: &'a Arc<FairSlots>,
+    owner: &'a SlotOwner,
+    seq: u64,
+    granted: oneshot::Receiver<()>,
+    settled: bool,
+}
+
+impl Waiting<'_> {
+    /// Ends the wait: the waiter leaves the queue, or, when a slot was handed to it
+    /// meanwhile (under the lock, so the lock tells for sure), it has that slot.
+    fn settle(&mut self) -> Option<Slot> {
+        self.settled = true;
+        {
+            let mut state = self.slots.state.lock().ok()?;
+            let queued = state.waiting.get_mut(self.owner).and_then(|queue| {
+                let at = queue.iter().position(|w| w.seq == self.seq)?;
+                queue.remove(at);
+                Some(queue.is_empty())
+            });
+            if let Some(emptied) = queued {
+                if emptied {
+                    state.waiting.remove(self.owner);
+                }
+                return None;
+            }
+        }
+        self.granted.close();
+        self.granted
+            .try_recv()
+            .ok()
+            .map(|()| self.slots.slot(self.owner))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            // A slot handed over meanwhile is dropped here, which gives it back.
+            drop(self.settle());
+        }
+    }
+}
+
 /// A slot held; given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
@@ -168,34 +215,23 @@ impl FairSlots {
                 .push_back(Waiter { seq, grant });
             (seq, granted)
         };
-        let mut granted = granted;
-        match tokio::time::timeout(max_wait, &mut granted).await {
-            Ok(Ok(())) => Ok(self.slot(owner)),
-            Ok(Err(_)) => Err(SlotError::Closed),
-            Err(_) => {
-                let mut state = self.state.lock().map_err(|_| SlotError::Closed)?;
-                let queued = state.waiting.get_mut(owner).and_then(|queue| {
-                    let at = queue.iter().position(|w| w.seq == seq)?;
-                    let removed = queue.remove(at);
-                    Some((removed, queue.is_empty()))
-                });
-                match queued {
-                    Some((_, emptied)) => {
-                        if emptied {
-                            state.waiting.remove(owner);
-                        }
-                        Err(SlotError::Busy(max_wait))
-                    }
-                    // Granted between the timeout and the lock: the slot is ours.
-                    None => {
-                        drop(state);
-                        match granted.try_recv() {
-                            Ok(()) => Ok(self.slot(owner)),
-                            Err(_) => Err(SlotError::Busy(max_wait)),
-                        }
-                    }
-                }
+        let mut waiting = Waiting {
+            slots: self,
+            owner,
+            seq,
+            granted,
+            settled: false,
+        };
+        match tokio::time::timeout(max_wait, &mut waiting.granted).await {
+            Ok(Ok(())) => {
+                waiting.settled = true;
+                Ok(self.slot(owner))
             }
+            Ok(Err(_)) => {
+                waiting.settled = true;
+                Err(SlotError::Closed)
+            }
+            Err(_) => waiting.settle().ok_or(SlotError::Busy(max_wait)),
         }
     }
 
@@ -301,6 +337,30 @@ mod tests {
             slots.in_use(),
             0,
             "the slot was not handed to the refused waiter"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slot_handed_to_a_waiter_that_goes_away_before_taking_it_is_given_back() {
+        let slots = FairSlots::new(1);
+        let held = slots.acquire(&owner("a"), LONG).await.expect("free");
+        let b = owner("b");
+        let mut waiting = Box::pin(slots.acquire(&b, LONG));
+        tokio::select! {
+            _ = &mut waiting => panic!("no slot is free"),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+        assert_eq!(slots.waiting(), 1);
+        // The release hands the slot to b, whose request is cut before it takes it.
+        drop(held);
+        drop(waiting);
+        assert_eq!(slots.in_use(), 0, "the slot was lost");
+        assert_eq!(slots.waiting(), 0);
+        drop(
+            slots
+                .acquire(&owner("c"), Duration::from_millis(10))
+                .await
+                .expect("free again"),
         );
     }
 

@@ -27,8 +27,6 @@ pub use oauth::{PendingAuthorization, StartLookup, StateLookup, StoredTokens, To
 pub use tenancy::{Folder, FolderKind, Grant, NewToken, Permissions, Principal, Role, Tenant};
 
 use crate::credentials::at_rest::{KeyError, MasterKey, random_bytes};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
@@ -300,11 +298,16 @@ impl Timestamp {
         humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
     }
 
-    /// An RFC 3339 time (`2026-11-22T10:00:00Z`, fractions of a second allowed).
+    /// An RFC 3339 time (`2026-11-22T10:00:00Z`, `2026-11-22T11:00:00.5+01:00`).
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
-        let at = humantime::parse_rfc3339_weak(text.trim()).ok()?;
-        let ms = at.duration_since(UNIX_EPOCH).ok()?.as_millis();
-        i64::try_from(ms).ok().map(Self)
+        let at = time::OffsetDateTime::parse(
+            text.trim(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Self)
     }
 }
 
@@ -341,17 +344,21 @@ pub struct PageRequest {
     pub limit: u32,
 }
 
-/// A cursor is the last id of the previous page, base64url-encoded (opaque to clients).
+/// A cursor is the last id of the previous page (clients treat it as opaque). Lists are
+/// ordered by id, so any id-shaped cursor is a valid place to start: the API documents
+/// the shape (`^[A-Za-z0-9_]{1,64}$`), and a cursor of that shape is never refused.
 pub fn encode_cursor(id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
+    id.to_owned()
 }
 
+/// The id a cursor starts after, when it has an id's shape (1 to 64 of `[A-Za-z0-9_]`).
 pub fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let id = String::from_utf8(bytes).ok()?;
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        .then_some(id)
+    (!cursor.is_empty()
+        && cursor.len() <= 64
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then(|| cursor.to_owned())
 }
 
 /// Cuts a page fetched with `limit + 1` rows into items and the next cursor.
@@ -386,8 +393,20 @@ mod tests {
             decode_cursor(&encode_cursor(&a)).as_deref(),
             Some(a.as_str())
         );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T01:00:00.5+01:00"),
+            Some(Timestamp(500))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("0223-02-27t14:24:06.502842+20:46").map(|t| t.0 < 0),
+            Some(true)
+        );
+        assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
         assert_eq!(decode_cursor("!!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x' OR 1")), None);
+        assert_eq!(decode_cursor("x' OR 1"), None);
+        assert_eq!(decode_cursor(""), None);
+        assert_eq!(decode_cursor(&"a".repeat(65)), None);
+        assert_eq!(decode_cursor("__main__").as_deref(), Some("__main__"));
     }
 
     #[test]

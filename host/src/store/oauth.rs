@@ -348,6 +348,27 @@ impl Store {
         state_hash: &[u8],
         presented: &[Vec<u8>],
     ) -> Result<StateLookup, StoreError> {
+        self.authorization_for_callback(state_hash, presented, true)
+            .await
+    }
+
+    /// What [`Store::take_authorization`] would find, without consuming anything: the
+    /// callback prepares the exchange (reads a vault) before it uses the state up.
+    pub async fn peek_authorization(
+        &self,
+        state_hash: &[u8],
+        presented: &[Vec<u8>],
+    ) -> Result<StateLookup, StoreError> {
+        self.authorization_for_callback(state_hash, presented, false)
+            .await
+    }
+
+    async fn authorization_for_callback(
+        &self,
+        state_hash: &[u8],
+        presented: &[Vec<u8>],
+        consume: bool,
+    ) -> Result<StateLookup, StoreError> {
         let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
         let Some(r) = sqlx::query(&format!("{SELECT_PENDING} WHERE state_hash = ?"))
@@ -365,6 +386,13 @@ impl Store {
         let binding: Option<Vec<u8>> = r.try_get("binding_hash")?;
         if expires_at >= now && !binding.is_some_and(|b| presented.contains(&b)) {
             return Ok(StateLookup::NotThisBrowser);
+        }
+        if !consume {
+            return Ok(if expires_at < now {
+                StateLookup::Expired
+            } else {
+                StateLookup::Pending(self.pending_of(&r)?)
+            });
         }
         let taken = sqlx::query(
             "UPDATE oauth_states SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",

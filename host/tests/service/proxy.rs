@@ -316,13 +316,14 @@ async fn an_https_destination_is_tunnelled_and_tls_runs_end_to_end() {
             .contains("<HTML>"),
         "{output}"
     );
+    // The name is resolved and checked here; the proxy is asked for the address checked.
     assert_eq!(
         proxy.attempts(),
-        [format!("CONNECT localhost:{}", server.port())],
+        [format!("CONNECT 127.0.0.1:{}", server.port())],
         "the proxy saw a tunnel, and no request; its log:\n{}",
         proxy.log()
     );
-    assert!(proxy.forwarded_to(&format!("localhost:{}", server.port())));
+    assert!(proxy.forwarded_to(&format!("127.0.0.1:{}", server.port())));
     for secret in [password, &basic(user, password)] {
         assert_nowhere(&s.service, secret);
     }
@@ -639,4 +640,46 @@ async fn when_the_proxy_enforces_the_policy_names_are_left_to_it_and_addresses_s
         .expect_err("an address is checked");
     assert!(matches!(error, ExchangeError::Denied { .. }), "{error}");
     assert_eq!(seen(&api, "/ping"), 1);
+}
+
+#[tokio::test]
+async fn the_tunnel_asks_the_proxy_for_the_address_checked_here_and_tls_still_checks_the_name() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca, false);
+    let proxy = ForwardProxy::start();
+    let port = server.port();
+    let client = |enforces: bool| {
+        let allow = format!("127.0.0.1/32:{port}");
+        let policy = junction::egress::EgressPolicy::new(vec![allow.parse().expect("a rule")])
+            .with_proxy_enforcing(enforces);
+        HttpClient::with_options(&ClientOptions {
+            proxy: through(&proxy.url()),
+            extra_roots_pem: vec![ca.cert_pem()],
+            ..ClientOptions::new(Duration::from_secs(5), std::sync::Arc::new(policy))
+        })
+        .expect("usable options")
+    };
+    // By name: resolved and checked here; the proxy is asked for that address (a second
+    // resolution by the proxy cannot lead elsewhere), and TLS verifies `localhost`.
+    let response = get(&client(false), &server.url("localhost"))
+        .await
+        .expect("through the proxy");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        proxy.requests(),
+        [format!("CONNECT 127.0.0.1:{port}")],
+        "{}",
+        proxy.log()
+    );
+    // Left to a proxy that enforces the policy: the name is passed on.
+    let response = get(&client(true), &server.url("localhost"))
+        .await
+        .expect("through the proxy");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        proxy.requests().last().map(String::as_str),
+        Some(format!("CONNECT localhost:{port}").as_str()),
+        "{}",
+        proxy.log()
+    );
 }

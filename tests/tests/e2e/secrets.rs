@@ -201,3 +201,30 @@ async fn a_revealed_secret_that_the_connector_logs_prints_or_panics_with_is_scru
     assert!(lines.iter().all(|l| l.contains("[redacted]")), "{lines:#?}");
     assert!(!logs.contains(shown), "the revealed value reached the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_line_cut_at_the_budget_is_scrubbed_before_it_is_cut() {
+    let shown = "cutKey-NeverInTheLogEvenInPart-8d2e41";
+    let marker = "budget-cut-marker-77a1";
+    let probe = connector(PROBE).await;
+    let runtime = runtime_with(junction::runtime::Limits {
+        // The second line's budget ends inside the secret.
+        log_bytes: 100,
+        ..limits()
+    });
+    let conn = connection(
+        &probe,
+        json!({"auth": "none", "fields": {"shown_key": shown}}),
+    );
+    let input = json!({"lines": 3, "text": marker, "reveal": "shown_key"});
+    runtime
+        .execute(&probe, conn, "print", &input.to_string())
+        .await
+        .unwrap();
+    let logs = junction_tests::logs::captured();
+    assert!(logs.contains(marker), "the lines were logged");
+    assert!(
+        !logs.contains(&shown[..12]),
+        "a part of the revealed value reached the log"
+    );
+}

@@ -2,7 +2,7 @@
 //! install, upgrade, roll back, skip. Published versions cannot be unpublished.
 
 use crate::api::audit::AuditNote;
-use crate::api::extract::OperatorCaller;
+use crate::api::extract::{OperatorCaller, OptionalBody};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::{ConnectorView, Switch, VersionView};
 use axum::Json;
@@ -118,7 +118,7 @@ pub async fn version(
     )))
 }
 
-/// The body of install, upgrade and rollback.
+/// The body of install, upgrade and rollback (none is `{}`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchRequest {
@@ -131,28 +131,8 @@ async fn switch(
     audit: &AuditNote,
     name: &str,
     how: Switch,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: SwitchRequest,
 ) -> ApiResult<Json<Value>> {
-    let body = body.map_err(|r| body_error(&r, service.max_body_bytes))?;
-    // The body is optional: none is `{}`.
-    let request: SwitchRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SwitchRequest::default()
-    } else if !content_type(headers).eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `content-type: application/json`",
-        ));
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body must be `{{\"version\": \"x.y.z\"}}` or empty: {e}"),
-            )
-        })?
-    };
     if let Some(version) = &request.version {
         audit.detail("requested_version", version.as_str());
     }
@@ -176,10 +156,9 @@ pub async fn install(
     _operator: OperatorCaller,
     audit: AuditNote,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &audit, &name, Switch::Install, &headers, body).await
+    switch(&service, &audit, &name, Switch::Install, request).await
 }
 
 pub async fn upgrade(
@@ -187,10 +166,9 @@ pub async fn upgrade(
     _operator: OperatorCaller,
     audit: AuditNote,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &audit, &name, Switch::Upgrade, &headers, body).await
+    switch(&service, &audit, &name, Switch::Upgrade, request).await
 }
 
 pub async fn rollback(
@@ -198,10 +176,9 @@ pub async fn rollback(
     _operator: OperatorCaller,
     audit: AuditNote,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
 ) -> ApiResult<Json<Value>> {
-    switch(&service, &audit, &name, Switch::Rollback, &headers, body).await
+    switch(&service, &audit, &name, Switch::Rollback, request).await
 }
 
 pub async fn skip(

@@ -4,7 +4,7 @@ use super::folders::{folder_of_tenant, visible_folders};
 use super::tenancy::check_name;
 use crate::access::Caller;
 use crate::api::audit::{AuditNote, REFERENCE_SECRET};
-use crate::api::extract::{Body, Pagination, Query};
+use crate::api::extract::{Body, Pagination, Query, present, whole_u32};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::auth::oauth::Grant;
 use crate::catalog::Policy;
@@ -208,13 +208,16 @@ pub async fn list(
 pub struct CreateRequest {
     connector: String,
     name: String,
+    #[serde(default, deserialize_with = "present")]
     folder_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     auth: Option<String>,
     #[serde(default)]
     description: String,
     /// Values, or for secret fields a credential store reference.
     #[serde(default)]
     fields: BTreeMap<String, FieldInput>,
+    #[serde(default, deserialize_with = "whole_u32")]
     poll_interval_seconds: Option<u32>,
 }
 
@@ -358,25 +361,29 @@ pub async fn show(
     Ok(Json(view(&service, record)))
 }
 
-/// `"poll_interval_seconds": null` clears it; leaving it out keeps it.
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// `"poll_interval_seconds": null` clears it (`Some(None)`); leaving it out keeps it.
+fn clear_or_whole_u32<'de, D>(d: D) -> Result<Option<Option<u32>>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
 {
-    Option::<T>::deserialize(d).map(Some)
+    whole_u32(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
+    #[serde(default, deserialize_with = "present")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     auth: Option<String>,
     /// A value (or, for a secret field, a credential store reference) sets a field;
     /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
     fields: Option<BTreeMap<String, Option<FieldInput>>>,
-    #[serde(default, deserialize_with = "double_option")]
+    /// `null` clears it; leaving it out keeps it.
+    #[serde(default, deserialize_with = "clear_or_whole_u32")]
     poll_interval_seconds: Option<Option<u32>>,
 }
 

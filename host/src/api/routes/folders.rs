@@ -180,7 +180,13 @@ pub async fn set_grant(
         .await?
         .ok_or_else(|| ApiError::not_found("principal", &principal_id))?;
     let mut permissions = Permissions::NONE;
-    for name in &request.permissions {
+    for (i, name) in request.permissions.iter().enumerate() {
+        if request.permissions[..i].contains(name) {
+            return Err(ApiError::invalid_field(
+                "permissions",
+                format!("permission `{name}` is given twice; give each once"),
+            ));
+        }
         let p = Permissions::parse(name).ok_or_else(|| {
             ApiError::invalid_field(
                 "permissions",

@@ -24,6 +24,14 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<InvocationRecord>>> {
     let page = query.page.request()?;
+    if let Some(id) = &query.connection_id
+        && !is_id(id, "con")
+    {
+        return Err(ApiError::invalid_parameter(
+            "connection_id",
+            "`connection_id` is a connection's id: `con_` and 26 lowercase letters and digits",
+        ));
+    }
     let folders = visible_folders(&service, &caller)
         .await?
         .into_iter()
@@ -41,6 +49,18 @@ pub async fn list(
             .invocations(&caller.tenant.id, &filter, &page)
             .await?,
     ))
+}
+
+/// Whether `text` has the shape of an id of `prefix` (`con_` and 26 of `[0-9a-z]`).
+fn is_id(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|rest| {
+            rest.len() == 26
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
 }
 
 pub async fn show(

@@ -590,9 +590,11 @@ async fn finish(
             "The provider's answer carries no `state`, so it cannot be matched to a connection. Start again: reconnect the connection from Junction.",
         ));
     };
+    // Looked at, not used up yet: the exchange is prepared first (a vault read may fail
+    // for a moment, and the link must then still work).
     let pending = match service
         .store
-        .take_authorization(&sha256(state), presented)
+        .peek_authorization(&sha256(state), presented)
         .await?
     {
         StateLookup::Pending(p) => p,
@@ -655,8 +657,21 @@ async fn finish(
     starter.require(&folder, granted, Permissions::EDIT)?;
     let loaded = connections::loaded(service, &record)?;
     let manifest = loaded.connector.manifest();
-    // Stored secrets and those a credential store holds (a client secret in a vault).
-    let secrets = connections::grant_secrets(service, &record).await?;
+    // Stored secrets and those a credential store holds (a client secret in a vault). The
+    // person consenting may not belong to the tenant: they are not told about its vault;
+    // the connection's health says why, for its users.
+    let secrets = match connections::grant_secrets(service, &record).await {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            tracing::warn!(connection = %record.id, error = %e.message, "the code exchange cannot read the client secret");
+            record_failure(service, &record, &e.message).await;
+            return Err(ApiError::new(
+                e.status,
+                &e.code,
+                "The connection's OAuth app cannot be used right now: its client secret could not be read. Whoever manages the connection in Junction can see why; this consent link still works once that is fixed.",
+            ));
+        }
+    };
     let provider = connections::provider_of(
         service,
         manifest,
@@ -666,6 +681,19 @@ async fn finish(
         record.tenant_app.as_ref(),
     )
     .map_err(|e| setup_error(&e))?;
+    // Everything the exchange needs is at hand: the state is used up now, once.
+    if !matches!(
+        service
+            .store
+            .take_authorization(&sha256(state), presented)
+            .await?,
+        StateLookup::Pending(_)
+    ) {
+        return Err(state_error(
+            "oauth_state_used",
+            "This authorization was already used (the page was reloaded, or the link was replayed). If the connection is not connected, reconnect it from Junction.",
+        ));
+    }
     if let Some(error) = query.error.as_deref() {
         let description = query
             .error_description

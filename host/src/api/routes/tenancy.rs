@@ -2,7 +2,7 @@
 
 use crate::access::Caller;
 use crate::api::audit::AuditNote;
-use crate::api::extract::{Body, Pagination, Query};
+use crate::api::extract::{Body, OptionalBody, Pagination, Query, present};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::store::{NewToken, Page, Principal, Role, Tenant};
 use axum::Json;
@@ -22,7 +22,9 @@ pub async fn tenant(caller: Caller) -> Json<Tenant> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantUpdate {
+    #[serde(default, deserialize_with = "present")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     members_can_create_shared_connections: Option<bool>,
 }
 
@@ -135,6 +137,7 @@ pub async fn principal(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[serde(default, deserialize_with = "present")]
     name: Option<String>,
 }
 
@@ -143,7 +146,7 @@ pub async fn create_token(
     caller: Caller,
     audit: AuditNote,
     Path(id): Path<String>,
-    Body(request): Body<TokenRequest>,
+    OptionalBody(request): OptionalBody<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     let principal = principal_of_tenant(&service, &caller, &id).await?;
     // Only for oneself: a token minted for someone else would let its holder act as them,
