@@ -2,7 +2,7 @@
 //! install, upgrade, roll back, skip. Published versions cannot be unpublished.
 
 use crate::api::audit::AuditNote;
-use crate::api::extract::{OperatorCaller, OptionalBody};
+use crate::api::extract::{OperatorCaller, OptionalBody, bytes_rejection};
 use crate::api::{ApiError, ApiResult, AppState};
 use crate::catalog::{ConnectorView, Switch, VersionView};
 use axum::Json;
@@ -30,7 +30,7 @@ pub async fn publish(
             "send the component's bytes as the body with `content-type: application/wasm`",
         ));
     }
-    let bytes = body.map_err(|r| body_error(&r, service.catalog.max_component_bytes()))?;
+    let bytes = body.map_err(|r| bytes_rejection(&r, service.catalog.max_component_bytes()))?;
     let published = service.catalog.publish(&bytes, &operator.id).await?;
     let mut body = version_json(&published.version);
     for key in ["digest", "size_bytes", "release"] {
@@ -54,20 +54,6 @@ pub async fn publish(
         StatusCode::OK
     };
     Ok((status, Json(body)))
-}
-
-/// The error envelope for a body that could not be read (too large, cut short).
-fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the {limit} bytes the service accepts"),
-        )
-        .detail("limit_bytes", limit)
-    } else {
-        ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
-    }
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
