@@ -935,6 +935,16 @@ mod secret_hygiene {
         let from_flags = flags.resolve(false).unwrap().egress;
         assert_eq!(from_flags.allow.len(), 1);
         assert!(!from_flags.proxy_enforces);
+        // Audit retention: a year by default, days when given, forever with 0.
+        let year = ServeArgs::default().resolve(false).unwrap().audit_retention;
+        assert_eq!(year, Some(Duration::from_secs(365 * 86_400)));
+        for (days, kept) in [(7, Some(Duration::from_secs(7 * 86_400))), (0, None)] {
+            let args = ServeArgs {
+                audit_retention_days: Some(days),
+                ..ServeArgs::default()
+            };
+            assert_eq!(args.resolve(false).unwrap().audit_retention, kept);
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
