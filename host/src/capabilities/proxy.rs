@@ -3,14 +3,17 @@
 //! their lower-case forms) or by a client's own [`ProxySetting`].
 //!
 //! Per destination, the [`ProxyConnector`]
-//! - connects directly when no proxy intercepts the destination;
-//! - for an `https` destination through a proxy, opens an HTTP `CONNECT` tunnel through the
-//!   proxy and runs TLS inside it with the destination itself (TLS is end to end: the proxy
-//!   sees the destination's name and port, nothing else);
-//! - for a plain `http` destination through a proxy, connects to the proxy and marks the
-//!   connection proxied, so that requests are written in absolute form
-//!   (`GET http://host/path`); the proxy's credentials then travel in each request's
-//!   `Proxy-Authorization`, which the client adds ([`Proxies::request_auth`]).
+//! - connects directly when no proxy intercepts the destination (under the egress policy);
+//! - for an `https` destination through a proxy, resolves and checks the destination,
+//!   opens an HTTP `CONNECT` tunnel through the proxy to the address checked (to the name
+//!   when the operator leaves names to the proxy), and runs TLS inside it with the
+//!   destination itself (TLS is end to end and verifies the destination's name: the proxy
+//!   sees an address or a name and a port, nothing else);
+//! - for a plain `http` destination through a proxy, checks the destination, connects to
+//!   the proxy and marks the connection proxied, so that requests are written in absolute
+//!   form (`GET http://host/path`); the proxy's credentials then travel in each request's
+//!   `Proxy-Authorization`, which the client adds ([`Proxies::request_auth`]), and the
+//!   client checks the destination again for each request.
 //!
 //! The route of a destination depends only on the client's settings, fixed when the client is
 //! built, so the connection pool (keyed by the destination's scheme and authority) never

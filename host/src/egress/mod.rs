@@ -8,8 +8,9 @@
 //! The check is made on the resolved address, when the connection is made ([`connect`]),
 //! not on the URL's text: a name that resolves to a refused address, a redirect to one, or
 //! an answer that changes between two lookups are all caught. Through a forward proxy, the
-//! proxy itself is exempt and the destination is resolved and checked before `CONNECT`
-//! (unless the operator leaves that to the proxy: [`EgressPolicy::with_proxy_enforcing`]).
+//! proxy itself is exempt and the destination is resolved and checked before `CONNECT`,
+//! which asks for the address checked (unless the operator leaves names to the proxy:
+//! [`EgressPolicy::with_proxy_enforcing`]).
 //!
 //! The clients of the operator's own configuration (credential stores) are not subject to
 //! it: [`EgressPolicy::unrestricted`].
