@@ -279,44 +279,37 @@ impl Drop for Service {
     }
 }
 
-/// `junction admin create-tenant` on a data directory: the tenant, its administrator and
-/// the administrator's token.
-pub fn create_tenant(bin: &Path, data_dir: &Path, name: &str, admin: &str) -> Value {
+/// `junction admin <args> --data-dir <data_dir>`: what it prints, as JSON.
+fn admin(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
     let out = Command::new(bin)
-        .args([
-            "admin",
-            "create-tenant",
-            name,
-            "--admin",
-            admin,
-            "--data-dir",
-        ])
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .env_remove("JUNCTION_KEY")
         .output()
         .expect("run junction admin");
     assert!(
         out.status.success(),
-        "create-tenant failed: {}",
+        "junction admin {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("create-tenant prints JSON")
+    serde_json::from_slice(&out.stdout).expect("junction admin prints JSON")
+}
+
+/// `junction admin create-tenant` on a data directory: the tenant, its administrator and
+/// the administrator's token.
+pub fn create_tenant(bin: &Path, data_dir: &Path, name: &str, admin_name: &str) -> Value {
+    admin(
+        bin,
+        data_dir,
+        &["create-tenant", name, "--admin", admin_name],
+    )
 }
 
 /// `junction admin create-operator` on a data directory: the operator and its token.
 pub fn create_operator(bin: &Path, data_dir: &Path, name: &str) -> Value {
-    let out = Command::new(bin)
-        .args(["admin", "create-operator", name, "--data-dir"])
-        .arg(data_dir)
-        .env_remove("JUNCTION_KEY")
-        .output()
-        .expect("run junction admin");
-    assert!(
-        out.status.success(),
-        "create-operator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("create-operator prints JSON")
+    admin(bin, data_dir, &["create-operator", name])
 }
 
 /// One response, kept for checks over everything the service answered.

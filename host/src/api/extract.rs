@@ -131,10 +131,8 @@ pub(super) fn bytes_rejection(rejection: &BytesRejection, limit: usize) -> ApiEr
 pub(super) fn json_object<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, ApiError> {
     let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     match axum::Json::<T>::from_bytes(bytes) {
-        Ok(axum::Json(value)) if is_object => Ok(value),
-        Err(JsonRejection::JsonSyntaxError(e)) => {
-            Err(json_rejection(JsonRejection::JsonSyntaxError(e), limit))
-        }
+        // Not JSON at all: the parser's message, with its line and column.
+        Err(e @ JsonRejection::JsonSyntaxError(_)) => Err(json_rejection(e, limit)),
         // Valid JSON that is not an object: whatever serde made of it.
         _ if !is_object => Err(ApiError::new(
             StatusCode::BAD_REQUEST,

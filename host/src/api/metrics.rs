@@ -45,6 +45,7 @@ pub struct Metrics {
     invocations: Family<InvocationLabels, Counter>,
     invocation_seconds: HistogramFamily<ConnectorLabel>,
     active_instances: Gauge,
+    queued_invocations: Gauge,
     requests: Family<RequestLabels, Counter>,
     health_checks: Family<HealthLabels, Counter>,
     credential_store_reads: Counter,
@@ -79,6 +80,12 @@ impl Metrics {
             "Connector instances running now",
             active_instances.clone(),
         );
+        let queued_invocations = Gauge::default();
+        registry.register(
+            "queued_invocations",
+            "Invocations waiting for a free connector instance now",
+            queued_invocations.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -110,6 +117,7 @@ impl Metrics {
             invocations,
             invocation_seconds,
             active_instances,
+            queued_invocations,
             requests,
             health_checks,
         }
@@ -156,10 +164,13 @@ impl Metrics {
         self.vault_retries.inc();
     }
 
-    /// The text exposition, with the instance gauge set to `active_instances`.
-    pub fn render(&self, active_instances: usize) -> String {
+    /// The text exposition, with the instance gauges set to `active_instances` and
+    /// `queued_invocations`.
+    pub fn render(&self, active_instances: usize, queued_invocations: usize) -> String {
         self.active_instances
             .set(i64::try_from(active_instances).unwrap_or(i64::MAX));
+        self.queued_invocations
+            .set(i64::try_from(queued_invocations).unwrap_or(i64::MAX));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode the metrics");

@@ -179,10 +179,6 @@ impl EgressPolicy {
         self.proxy_enforces
     }
 
-    pub fn allow_list(&self) -> &[AllowRule] {
-        &self.allow
-    }
-
     /// Records an address this service listens on (its API, its metrics): refused from now
     /// on whatever the allow-list says.
     pub fn add_own_listener(&self, address: SocketAddr) {

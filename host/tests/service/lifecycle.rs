@@ -1661,6 +1661,7 @@ async fn health_readiness_metrics_and_request_ids_serve_operators() {
         "{metrics}"
     );
     expect("junction_active_instances", &[], 0.0);
+    expect("junction_queued_invocations", &[], 0.0);
     expect(
         "junction_http_requests_total",
         &[

@@ -40,7 +40,10 @@ fn render_metrics(service: &AppState) -> impl IntoResponse + use<> {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        service.metrics.render(service.runtime.active_instances()),
+        service.metrics.render(
+            service.runtime.active_instances(),
+            service.runtime.queued_invocations(),
+        ),
     )
 }
 
