@@ -12,6 +12,7 @@
 //! - [`access`]: tenants, principals and folder permissions;
 //! - [`catalog`]: the connectors a service has loaded;
 //! - [`connections`]: checking, testing and invoking connections;
+//! - [`metrics`]: the service's Prometheus metrics;
 //! - [`api`]: the HTTP server (`junction serve`);
 //! - [`config`]: the service's configuration;
 //! - [`vault`]: credential assets, secret fields resolved from external vaults.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connections;
 pub mod credentials;
 pub mod egress;
+pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod vault;

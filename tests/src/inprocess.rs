@@ -2,7 +2,7 @@
 //! it (store on disk, token authentication, group-committed invocation records, a fresh
 //! instance per invocation), listening on loopback.
 
-use junction::api::{Metrics, Service, router};
+use junction::api::{Metrics, Parts, Service, router};
 use junction::auth::OAuth;
 use junction::capabilities::http::HttpClient;
 use junction::catalog::{Catalog, DEFAULT_MAX_COMPONENT_BYTES};
@@ -71,18 +71,17 @@ impl InProcess {
             metrics.credential_store_reads(),
         )
         .unwrap();
-        let service = Arc::new(Service {
+        let service = Arc::new(Service::new(Parts {
             store,
             runtime,
-            oauth: Arc::new(oauth),
-            vaults: Arc::new(vaults),
+            oauth,
+            vaults,
             catalog,
             metrics,
             invocations,
             max_body_bytes: 1 << 20,
             metrics_elsewhere: false,
-            cut: tokio::sync::watch::channel(false).0,
-        });
+        }));
         let app = router(service.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         InProcess {

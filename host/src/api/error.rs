@@ -268,3 +268,81 @@ impl From<crate::catalog::PolicyRefusal> for ApiError {
         e
     }
 }
+
+impl From<crate::connections::Error> for ApiError {
+    fn from(e: crate::connections::Error) -> Self {
+        use crate::connections::Error as E;
+        use crate::credentials::CredentialFailure;
+        let field = e.field();
+        let message = e.to_string();
+        let with_field = |error: Self| match &field {
+            Some(f) => error.detail("field", f.as_str()),
+            None => error,
+        };
+        match e {
+            E::NotFound { .. } => {
+                with_field(Self::new(StatusCode::NOT_FOUND, "not_found", message))
+            }
+            E::Forbidden(refusal) => refusal.into(),
+            E::Policy(refusal) => refusal.into(),
+            E::InvalidField { .. } | E::Setup(_) => with_field(Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                message,
+            )),
+            E::InvalidInput { problems, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message).detail(
+                    "errors",
+                    serde_json::to_value(&problems).unwrap_or_default(),
+                )
+            }
+            E::ConnectorNotRunning { .. } => Self::unavailable(message),
+            E::CredentialStoreUnavailable { store, .. } => with_field(Self::new(
+                StatusCode::BAD_GATEWAY,
+                "credential_store_unavailable",
+                message,
+            ))
+            .detail("store", store),
+            E::Credentials(failure) => match failure {
+                CredentialFailure::Unavailable { .. } => Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "credential_store_unavailable",
+                    message,
+                ),
+                other => Self::new(StatusCode::CONFLICT, other.code(), message),
+            },
+            E::Grant { error, .. } => {
+                let code = error.code();
+                let mut api = Self::new(
+                    if code.is_some() {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    },
+                    if code == Some("missing_scopes") {
+                        "missing_scopes"
+                    } else {
+                        "authorization_failed"
+                    },
+                    message,
+                )
+                .detail("provider_error", code.unwrap_or("unreachable"));
+                if let crate::auth::oauth::GrantError::MissingScopes { missing } = error {
+                    api = api.detail("missing_scopes", missing);
+                }
+                api
+            }
+            E::Invocation {
+                error,
+                invocation_id,
+                message,
+            } => Self::invocation(&error, &invocation_id, message),
+            E::Busy(message) => Self::busy(message),
+            E::Unavailable(message) => Self::unavailable(message),
+            E::IdempotencyConflict(message) => {
+                Self::new(StatusCode::CONFLICT, "idempotency_key_reused", message)
+            }
+            E::Store(e) => e.into(),
+        }
+    }
+}

@@ -4,14 +4,14 @@
 pub mod audit;
 mod error;
 mod extract;
-pub mod metrics;
 mod routes;
 pub mod server;
 
+pub use crate::metrics::Metrics;
 pub use error::{ApiError, ApiResult};
-pub use metrics::Metrics;
 
 use crate::catalog::Catalog;
+use crate::connections::Connections;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use axum::Router;
@@ -36,10 +36,10 @@ pub struct Service {
     pub oauth: Arc<crate::auth::OAuth>,
     /// The credential stores secret fields may reference, and the cache of their values.
     pub vaults: Arc<crate::vault::CredentialStores>,
-    pub catalog: Catalog,
-    pub metrics: Metrics,
-    /// Where invocation records are written (group commit).
-    pub invocations: crate::store::InvocationLog,
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
+    /// Operations on connections: create, edit, test, invoke.
+    pub connections: Arc<Connections>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// `/metrics` is served on a listener of its own (`--metrics-listen`), not the API's.
@@ -47,6 +47,51 @@ pub struct Service {
     /// Set when the shutdown grace period is over: requests still running are answered
     /// 503 and their work (an invocation included) is dropped.
     pub cut: tokio::sync::watch::Sender<bool>,
+}
+
+/// What a [`Service`] is made of.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: Store,
+    pub runtime: Runtime,
+    pub oauth: crate::auth::OAuth,
+    pub vaults: crate::vault::CredentialStores,
+    pub catalog: Catalog,
+    pub metrics: Metrics,
+    /// Where invocation records are written (group commit).
+    pub invocations: crate::store::InvocationLog,
+    pub max_body_bytes: usize,
+    pub metrics_elsewhere: bool,
+}
+
+impl Service {
+    pub fn new(parts: Parts) -> Self {
+        let oauth = Arc::new(parts.oauth);
+        let vaults = Arc::new(parts.vaults);
+        let catalog = Arc::new(parts.catalog);
+        let metrics = Arc::new(parts.metrics);
+        let connections = Arc::new(Connections::new(
+            parts.store.clone(),
+            parts.runtime.clone(),
+            catalog.clone(),
+            oauth.clone(),
+            vaults.clone(),
+            parts.invocations,
+            metrics.clone(),
+        ));
+        Self {
+            store: parts.store,
+            runtime: parts.runtime,
+            oauth,
+            vaults,
+            catalog,
+            metrics,
+            connections,
+            max_body_bytes: parts.max_body_bytes,
+            metrics_elsewhere: parts.metrics_elsewhere,
+            cut: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 pub type AppState = Arc<Service>;

@@ -239,18 +239,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     .with_reread_pause(config.credential_reread_pause);
     check_credential_store_tenants(&store, &vaults).await?;
     let (invocations, invocation_writer) = InvocationLog::start(store.clone());
-    let service = Arc::new(Service {
+    let service = Arc::new(Service::new(super::Parts {
         store: store.clone(),
         invocations,
         runtime,
-        oauth: Arc::new(oauth),
-        vaults: Arc::new(vaults),
+        oauth,
+        vaults,
         catalog,
         metrics,
         max_body_bytes: config.max_body_bytes,
         metrics_elsewhere: config.metrics_listen.is_some(),
-        cut: tokio::sync::watch::channel(false).0,
-    });
+    }));
 
     let stop_requested = stop_signal();
     tracing::info!(address = %address, url = %format!("http://{address}"), redirect_uri = service.oauth.redirect_uri(), "listening");
@@ -258,7 +257,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health = config.health_check_interval.map(|interval| {
         tokio::spawn(crate::connections::health_loop(
-            service.clone(),
+            service.connections.clone(),
             interval,
             stop_rx.clone(),
         ))

@@ -317,6 +317,12 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Whether `name` is a display name (of a tenant, principal, folder or connection): 1 to
+/// 200 characters, not blank.
+pub fn is_display_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 200
+}
+
 /// A new id: a prefix, 12 hex digits of the creation time in milliseconds and 14 random
 /// hex digits, so ids sort by creation time.
 pub fn new_id(prefix: &str) -> Result<String, StoreError> {

@@ -44,16 +44,7 @@ pub(crate) async fn folder_of_tenant(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<(Folder, Permissions)> {
-    let folder = service
-        .store
-        .folder(&caller.tenant.id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("folder", id))?;
-    let granted = service
-        .store
-        .granted(&folder.id, &caller.principal.id)
-        .await?;
-    Ok((folder, granted))
+    Ok(service.connections.folder(caller, id).await?)
 }
 
 pub async fn list(

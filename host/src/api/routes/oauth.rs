@@ -16,28 +16,19 @@
 
 use crate::access::Caller;
 use crate::api::{ApiError, ApiResult, AppState};
-use crate::auth::oauth::{Grant, GrantError, Provider, SetupError, hint};
-use crate::connections;
-use crate::credentials::Secret;
+use crate::auth::oauth::{Grant, hint};
+use crate::connections::{self, START_PATH, random_token, sha256};
 use crate::store::{
-    ConnectionRecord, Health, HealthStatus, PendingAuthorization, Permissions, StartLookup,
-    StateLookup, Timestamp, Tokens,
+    ConnectionRecord, Health, HealthStatus, Permissions, StartLookup, StateLookup, Timestamp,
 };
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-/// How long a user has to finish the consent.
-const AUTHORIZATION_TTL_MS: i64 = 10 * 60 * 1000;
-
-/// Where a start link points, below the public URL: `/v1/oauth/start/<token>`.
-const START_PATH: &str = "/v1/oauth/start/";
 /// The cookie binding a consent to the browser that continued from its start page, per
 /// flow (`junction_consent_<flow>`). SameSite=Lax: the provider's redirect back to the
 /// callback is a top-level navigation, which carries it.
@@ -45,115 +36,6 @@ const BINDING_COOKIE: &str = "junction_consent_";
 /// The cookie the start page's form must match (`junction_check_<flow>`). SameSite=Strict:
 /// a form posted from another site never carries it.
 const CHECK_COOKIE: &str = "junction_check_";
-
-/// The consent window: [`AUTHORIZATION_TTL_MS`], or in a debug build what
-/// `JUNCTION_TEST_AUTHORIZATION_TTL_MS` says (the tests of an expired state). Release
-/// builds have no such switch.
-fn authorization_ttl_ms() -> i64 {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("JUNCTION_TEST_AUTHORIZATION_TTL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return ms;
-    }
-    AUTHORIZATION_TTL_MS
-}
-
-/// An authorization to finish in the browser.
-#[derive(Debug, Clone, Serialize)]
-pub struct Authorization {
-    /// Open this URL in a browser to consent at the provider.
-    pub url: String,
-    /// Where the provider sends the browser back; it must be registered in the OAuth app.
-    pub redirect_uri: String,
-    pub expires_at: Timestamp,
-}
-
-/// A 400 for OAuth settings that cannot work.
-pub fn setup_error(e: &SetupError) -> ApiError {
-    let field = match e {
-        SetupError::Required { field } => format!("fields.{field}"),
-        SetupError::MissingField { field, .. } => format!("fields.{field}"),
-        SetupError::NoApp { .. } => "fields.client_id".into(),
-        _ => "auth".into(),
-    };
-    ApiError::invalid_field(&field, e.to_string())
-}
-
-/// A 400 for a grant the provider refused, with what to do about it.
-pub fn grant_error(e: &GrantError, provider: &Provider) -> ApiError {
-    let code = e.code().unwrap_or("unreachable");
-    let mut error = ApiError::new(
-        if e.code().is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::BAD_GATEWAY
-        },
-        if code == "missing_scopes" {
-            "missing_scopes"
-        } else {
-            "authorization_failed"
-        },
-        format!("{e}. {}", hint(code, Some(provider))),
-    )
-    .detail("provider_error", code);
-    if let GrantError::MissingScopes { missing } = e {
-        error = error.detail("missing_scopes", missing.clone());
-    }
-    error
-}
-
-fn sha256(text: &str) -> Vec<u8> {
-    Sha256::digest(text.as_bytes()).to_vec()
-}
-
-/// 256 random bits, base64url.
-fn random_token() -> ApiResult<String> {
-    let random = crate::credentials::at_rest::random_bytes::<32>()
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
-}
-
-/// Starts an authorization by `caller` for connection `connection_id`: a fresh `state`
-/// (kept as its hash), the PKCE verifier and the provider's URL kept sealed server-side,
-/// and a start link (its token kept as its hash) that opens the start page.
-pub async fn start(
-    service: &AppState,
-    caller: &Caller,
-    connection_id: &str,
-    provider: &Provider,
-) -> ApiResult<Authorization> {
-    let state = random_token()?;
-    let start_token = random_token()?;
-    let (url, verifier) = provider
-        .authorization_url(&state)
-        .map_err(|e| setup_error(&e))?;
-    let now = Timestamp::now();
-    let expires_at = Timestamp(now.0 + authorization_ttl_ms());
-    service
-        .store
-        .start_authorization(
-            &sha256(&state),
-            &sha256(&start_token),
-            &PendingAuthorization {
-                connection_id: connection_id.to_owned(),
-                tenant_id: caller.tenant.id.clone(),
-                principal_id: caller.principal.id.clone(),
-                pkce_verifier: verifier.unwrap_or_else(|| Secret::new("")),
-                authorize_url: Secret::new(url.to_string()),
-                created_at: now,
-            },
-            expires_at,
-        )
-        .await?;
-    tracing::info!(connection = connection_id, principal = %caller.principal.id, own_app = provider.own_app, "authorization started");
-    Ok(Authorization {
-        url: format!("{}{START_PATH}{start_token}", service.oauth.public_url()),
-        redirect_uri: provider.redirect_uri.clone(),
-        expires_at,
-    })
-}
 
 /// A flow's name in its cookies' names: from its start token's hash (not secret).
 fn flow_id(start_hash: &[u8]) -> String {
@@ -301,7 +183,10 @@ pub async fn start_page(State(service): State<AppState>, Path(token): Path<Strin
     };
     let check = match random_token() {
         Ok(c) => c,
-        Err(e) => return message_page(e.status, "This consent cannot be shown", &e.message),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return message_page(e.status, "This consent cannot be shown", &e.message);
+        }
     };
     let flow = flow_id(&start.start_hash);
     let host = provider_host(&start.found);
@@ -401,7 +286,10 @@ pub async fn continue_start(
     }
     let binding = match random_token() {
         Ok(b) => b,
-        Err(e) => return message_page(e.status, "This consent cannot be continued", &e.message),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return message_page(e.status, "This consent cannot be continued", &e.message);
+        }
     };
     match service
         .store
@@ -469,15 +357,6 @@ pub async fn continue_start(
     }
     tracing::info!(connection = %start.connection.id, "consent continued to the provider");
     response
-}
-
-/// For the password and client credentials grants: tokens now, or the provider's refusal.
-pub async fn request_tokens(service: &AppState, provider: &Provider) -> ApiResult<Tokens> {
-    service
-        .oauth
-        .request_tokens(provider)
-        .await
-        .map_err(|e| grant_error(&e, provider))
 }
 
 /// `GET /v1/oauth/redirect-uri`: the URI to register in an OAuth app.
@@ -655,14 +534,15 @@ async fn finish(
     let (folder, granted) =
         super::folders::folder_of_tenant(service, &starter, &record.folder_id).await?;
     starter.require(&folder, granted, Permissions::EDIT)?;
-    let loaded = connections::loaded(service, &record)?;
+    let loaded = service.connections.loaded(&record)?;
     let manifest = loaded.connector.manifest();
     // Stored secrets and those a credential store holds (a client secret in a vault). The
     // person consenting may not belong to the tenant: they are not told about its vault;
     // the connection's health says why, for its users.
-    let secrets = match connections::grant_secrets(service, &record).await {
+    let secrets = match service.connections.grant_secrets(&record).await {
         Ok(secrets) => secrets,
         Err(e) => {
+            let e = ApiError::from(e);
             tracing::warn!(connection = %record.id, error = %e.message, "the code exchange cannot read the client secret");
             record_failure(service, &record, &e.message).await;
             return Err(ApiError::new(
@@ -672,15 +552,9 @@ async fn finish(
             ));
         }
     };
-    let provider = connections::provider_of(
-        service,
-        manifest,
-        &record.auth,
-        &record.fields,
-        &secrets,
-        record.tenant_app.as_ref(),
-    )
-    .map_err(|e| setup_error(&e))?;
+    let provider = service
+        .connections
+        .provider_for(manifest, &record, &secrets)?;
     // Everything the exchange needs is at hand: the state is used up now, once.
     if !matches!(
         service
@@ -721,7 +595,8 @@ async fn finish(
     let tokens = match service.oauth.exchange_code(&provider, code, verifier).await {
         Ok(t) => t,
         Err(e) => {
-            let error = grant_error(&e, &provider).detail("connection_id", record.id.clone());
+            let error = ApiError::from(connections::Error::grant(e, &provider))
+                .detail("connection_id", record.id.clone());
             record_failure(service, &record, &error.message).await;
             return Err(error);
         }

@@ -30,7 +30,7 @@ pub struct TenantUpdate {
 
 /// A display name: 1 to 200 characters, not blank.
 pub(crate) fn check_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.chars().count() > 200 {
+    if !crate::store::is_display_name(name) {
         return Err(ApiError::invalid_field(
             field,
             format!("`{field}` must be 1 to 200 characters and not blank"),
